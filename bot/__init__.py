@@ -1,0 +1,4 @@
+"""The answer engine, the Telegram application, the SQLite store and settings.
+
+The only package that imports telegram (and only in app.py, handlers.py and formatting.py).
+"""

@@ -1,0 +1,72 @@
+"""The bot's one configuration object, read from the environment or a ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The reader that ships in the repository; served when HELPLINE_MODEL_DIR holds no model.
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
+
+
+class Settings(BaseSettings):
+    """Everything the bot and ``bot ask`` need. Command-line options override these.
+
+    Environment variables are named in each field's ``alias`` (see ARCHITECTURE.md).
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- Telegram -------------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
+    telegram_base_url: str = Field("https://api.telegram.org/bot", alias="TELEGRAM_BASE_URL")
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(frozenset(), alias="HELPLINE_ADMIN_IDS")
+    webhook_listen: str = Field("0.0.0.0", alias="HELPLINE_WEBHOOK_LISTEN")
+    webhook_port: int = Field(8443, alias="HELPLINE_WEBHOOK_PORT")
+    webhook_secret: SecretStr | None = Field(None, alias="HELPLINE_WEBHOOK_SECRET")
+
+    # --- Artifacts ------------------------------------------------------------------------------
+    model_dir: Path = Field(Path("var/model"), alias="HELPLINE_MODEL_DIR")
+    index_dir: Path = Field(Path("var/index"), alias="HELPLINE_INDEX_DIR")
+    docs_dir: Path = Field(Path("data/docs"), alias="HELPLINE_DOCS_DIR")
+    db_path: Path = Field(Path("var/helpline.db"), alias="HELPLINE_DB")
+
+    # --- Answering (tuned by bench/tune_engine.py) ----------------------------------------------
+    top_k: int = Field(5, ge=1, le=50, alias="HELPLINE_TOP_K")
+    # BERTserini fusion weight: mu * reader score + (1 - mu) * normalised BM25 score.
+    fusion_mu: float = Field(0.5, ge=0.0, le=1.0, alias="HELPLINE_FUSION_MU")
+    # Below this confidence the bot says the documents do not answer the question.
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
+    max_answer_tokens: int = Field(30, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
+
+    # --- Members --------------------------------------------------------------------------------
+    rate_limit_per_minute: int = Field(10, ge=1, alias="HELPLINE_RATE_LIMIT")
+    max_concurrent_answers: int = Field(2, ge=1, alias="HELPLINE_MAX_CONCURRENCY")
+    max_question_chars: int = Field(1000, ge=10, alias="HELPLINE_MAX_QUESTION_CHARS")
+
+    # --- Privacy --------------------------------------------------------------------------------
+    hash_member_ids: bool = Field(True, alias="HELPLINE_HASH_MEMBER_IDS")
+    store_question_text: bool = Field(True, alias="HELPLINE_STORE_QUESTIONS")
+    # Key for the member-id hash; when unset, one is generated and kept in the database.
+    member_hash_key: SecretStr | None = Field(None, alias="HELPLINE_HASH_KEY")
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: object) -> object:
+        """Accept ``"1, 2,3"`` from the environment as well as a list of ints."""
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            bad = [p for p in parts if not p.lstrip("-").isdigit()]
+            if bad:
+                raise ValueError(f"HELPLINE_ADMIN_IDS must be comma-separated Telegram user ids, got {bad!r}")
+            return frozenset(int(p) for p in parts)
+        return value
+
+    def served_model_dir(self) -> Path:
+        """The reader to serve: ``model_dir`` when it holds a model, else the shipped reader."""
+        if (self.model_dir / "config.json").is_file():
+            return self.model_dir
+        return SHIPPED_MODEL_DIR

@@ -1,0 +1,117 @@
+"""Build the diabetes QA sets (SQuAD v2 JSON) from annotation records.
+
+Annotators write one JSON object a line in ``src/*.jsonl``::
+
+    {"doc": "gard-0000849-brittle-diabetes.md", "para": 2, "id": "brittle-03",
+     "question": "what causes brittle diabetes", "answer": "Emotional stress", "occurrence": 1}
+
+``para`` indexes the document's paragraphs as ``python build.py paragraphs`` prints them (whitespace
+collapsed, NFKC), ``answer`` is an exact substring of that paragraph ("" for an unanswerable question)
+and ``occurrence`` (default 1) picks which occurrence of the answer text is meant. Computing
+``answer_start`` here, instead of by hand, is what keeps every offset exact.
+
+Usage:
+    python data/diabetes-qa/build.py paragraphs            # data/diabetes-qa/paragraphs.jsonl
+    python data/diabetes-qa/build.py build                 # train.json and dev.json
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unicodedata
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DOCS = HERE.parent / "docs"
+# Whole documents held out for dev, so no document feeds both sides (see dev_docs.txt).
+DEV_DOCS_FILE = HERE / "dev_docs.txt"
+_WS = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def read_doc(path: Path) -> tuple[str, list[str]]:
+    """Title and body paragraphs of one bundled Markdown document."""
+    blocks = [normalise(b) for b in re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))]
+    blocks = [b for b in blocks if b]
+    title = blocks[0].lstrip("#").strip() if blocks and blocks[0].startswith("#") else path.stem
+    body = [b for b in blocks[1:] if not b.startswith("Source:")]
+    return title, body
+
+
+def dump_paragraphs() -> None:
+    out = HERE / "paragraphs.jsonl"
+    with out.open("w", encoding="utf-8") as f:
+        for path in sorted(DOCS.glob("*.md")):
+            title, paras = read_doc(path)
+            for i, p in enumerate(paras):
+                f.write(json.dumps({"doc": path.name, "title": title, "para": i,
+                                    "words": len(p.split()), "text": p}, ensure_ascii=False) + "\n")
+    print(f"wrote {out}")
+
+
+def load_records() -> list[dict]:
+    records = []
+    for src in sorted((HERE / "src").glob("*.jsonl")):
+        for n, line in enumerate(src.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    sys.exit(f"{src.name}:{n}: bad JSON: {e}")
+                rec["_where"] = f"{src.name}:{n}"
+                records.append(rec)
+    return records
+
+
+def answer_start(context: str, answer: str, occurrence: int, where: str) -> int:
+    start = -1
+    for _ in range(occurrence):
+        start = context.find(answer, start + 1)
+        if start < 0:
+            sys.exit(f"{where}: answer {answer!r} (occurrence {occurrence}) not in the paragraph")
+    return start
+
+
+def build() -> None:
+    dev_docs = set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
+    docs = {p.name: read_doc(p) for p in DOCS.glob("*.md")}
+    sides: dict[str, dict] = {"train": defaultdict(list), "dev": defaultdict(list)}
+    seen: set[str] = set()
+    for rec in load_records():
+        where = rec["_where"]
+        if rec["doc"] not in docs:
+            sys.exit(f"{where}: unknown doc {rec['doc']!r}")
+        title, paras = docs[rec["doc"]]
+        if not 0 <= rec["para"] < len(paras):
+            sys.exit(f"{where}: para {rec['para']} out of range for {rec['doc']}")
+        if rec["id"] in seen:
+            sys.exit(f"{where}: duplicate id {rec['id']!r}")
+        seen.add(rec["id"])
+        context, answer = paras[rec["para"]], rec["answer"]
+        qa = {"id": rec["id"], "question": rec["question"], "is_impossible": not answer, "answers": []}
+        if answer:
+            start = answer_start(context, answer, rec.get("occurrence", 1), where)
+            qa["answers"] = [{"text": answer, "answer_start": start}]
+        side = "dev" if rec["doc"] in dev_docs else "train"
+        sides[side][(rec["doc"], title, rec["para"], context)].append(qa)
+    for side, groups in sides.items():
+        by_doc: dict[tuple[str, str], list] = defaultdict(list)
+        for (doc, title, _, context), qas in sorted(groups.items()):
+            by_doc[(doc, title)].append({"context": context, "qas": qas})
+        data = [{"title": title, "doc": doc, "paragraphs": paras} for (doc, title), paras in by_doc.items()]
+        out = HERE / f"{side}.json"
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": "v2.0", "data": data}, indent=1, ensure_ascii=False))
+        tmp.replace(out)
+        n = sum(len(p["qas"]) for a in data for p in a["paragraphs"])
+        print(f"{side}: {len(data)} documents, {n} questions -> {out}")
+
+
+if __name__ == "__main__":
+    {"paragraphs": dump_paragraphs, "build": build}[sys.argv[1] if len(sys.argv) > 1 else "build"]()
