@@ -18,12 +18,9 @@ print(json.dumps({"recipe": name, "settings": settings,
 PY
 }
 mkdir -p "$ROOT"
-# Reuse one split of SQuAD for every recipe so the general dev set is identical.
-for r in diabetes-only squad8k-lr5e-5 squad8k-lr1e-4 squad30k-lr1e-4; do
-  mkdir -p "$ROOT/$r"; [ -e "$ROOT/$r/squad-dev.json" ] || { [ -e "$ROOT/split/squad-dev.json" ] && \
-    ln -sf "$(realpath "$ROOT/split/squad-dev.json")" "$ROOT/$r/squad-dev.json" && \
-    ln -sf "$(realpath "$ROOT/split/squad-train.json")" "$ROOT/$r/squad-train.json"; } || true
-done
+# Every recipe uses one split of SQuAD, so the general dev set is identical (SPLIT_DIR may point at
+# the split of an earlier `make reader`).
+export SPLIT_DIR=${SPLIT_DIR:-$ROOT/split}
 run diabetes-only   SQUAD_EXAMPLES=-1   STAGE2_SQUAD_MIX=0 STAGE2_LR=1e-4 STAGE2_EPOCHS=6
 run squad8k-lr5e-5  SQUAD_EXAMPLES=8000  STAGE1_LR=5e-5 STAGE1_EPOCHS=1
 run squad8k-lr1e-4  SQUAD_EXAMPLES=8000  STAGE1_LR=1e-4 STAGE1_EPOCHS=1

@@ -17,6 +17,7 @@ DIABETES_TRAIN=${DIABETES_TRAIN:-data/diabetes-qa/train.json}
 DIABETES_DEV=${DIABETES_DEV:-data/diabetes-qa/dev.json}
 GENERAL_DEV_ARTICLES=${GENERAL_DEV_ARTICLES:-12}
 SEED=${SEED:-13}
+SPLIT_DIR=${SPLIT_DIR:-$WORK}                        # where the SQuAD train/dev split is kept (shareable)
 
 if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   HAS_GPU=1
@@ -32,19 +33,20 @@ STAGE2_LR=${STAGE2_LR:-3e-5}
 STAGE2_EPOCHS=${STAGE2_EPOCHS:-3}
 STAGE2_SQUAD_MIX=${STAGE2_SQUAD_MIX:-2000}  # SQuAD questions mixed into stage 2 against forgetting
 
-mkdir -p "$WORK"
+mkdir -p "$WORK" "$SPLIT_DIR"
 echo "make_reader: gpu=$HAS_GPU squad_examples=${SQUAD_EXAMPLES:-all} max_seq=$MAX_SEQ" >&2
 
 # The general dev set: whole articles held out of SQuAD, so no context is on both sides.
-[ -s "$WORK/squad-dev.json" ] || $FINETUNE split "$SQUAD" --dev-articles "$GENERAL_DEV_ARTICLES" \
-  --seed "$SEED" --train-out "$WORK/squad-train.json" --dev-out "$WORK/squad-dev.json"
+SQUAD_TRAIN="$SPLIT_DIR/squad-train.json" SQUAD_DEV="$SPLIT_DIR/squad-dev.json"
+[ -s "$SQUAD_DEV" ] || $FINETUNE split "$SQUAD" --dev-articles "$GENERAL_DEV_ARTICLES" \
+  --seed "$SEED" --train-out "$SQUAD_TRAIN" --dev-out "$SQUAD_DEV"
 
 limit=(); [ "$SQUAD_EXAMPLES" -gt 0 ] && limit=(--max-train-examples "$SQUAD_EXAMPLES")
 stage2_base="$WORK/stage1"
 if [ "$SQUAD_EXAMPLES" -lt 0 ]; then   # SQUAD_EXAMPLES=-1: no stage 1 (the diabetes-only baseline)
   stage2_base="$BASE_MODEL"
 else
-$FINETUNE train --data "$WORK/squad-train.json" --dev "$WORK/squad-dev.json" --output "$WORK/stage1" \
+$FINETUNE train --data "$SQUAD_TRAIN" --dev "$SQUAD_DEV" --output "$WORK/stage1" \
   --base-model "$BASE_MODEL" --epochs "$STAGE1_EPOCHS" --learning-rate "$STAGE1_LR" \
   --max-seq-length "$MAX_SEQ" --seed "$SEED" "${limit[@]}" --resume --json > "$WORK/stage1.json"
 fi
@@ -52,7 +54,7 @@ fi
 # The SQuAD slice for stage 2 is a seeded sample of the same training articles (never the dev ones).
 mix=()
 if [ "$STAGE2_SQUAD_MIX" -gt 0 ]; then
-  $FINETUNE split "$WORK/squad-train.json" --dev-articles 0 --max-questions "$STAGE2_SQUAD_MIX" \
+  $FINETUNE split "$SQUAD_TRAIN" --dev-articles 0 --max-questions "$STAGE2_SQUAD_MIX" \
     --seed "$SEED" --train-out "$WORK/squad-mix.json"
   mix=(--data "$WORK/squad-mix.json")
 fi
@@ -61,7 +63,7 @@ $FINETUNE train --data "$DIABETES_TRAIN" "${mix[@]}" --dev "$DIABETES_DEV" \
   --learning-rate "$STAGE2_LR" --max-seq-length "$MAX_SEQ" --seed "$SEED" --save-dtype float16 \
   --resume --json > "$WORK/stage2.json"
 
-for dev in "$DIABETES_DEV" "$WORK/squad-dev.json"; do
+for dev in "$DIABETES_DEV" "$SQUAD_DEV"; do
   $FINETUNE evaluate --model "$WORK/stage2" --data "$dev" --json
 done > "$WORK/final-eval.jsonl"
 
