@@ -1,0 +1,240 @@
+"""``retrieval``: build, search and inspect the BM25 index (a thin typer app over the library)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from retrieval import __version__
+from retrieval.errors import RetrievalError
+from retrieval.index import BM25Index
+from retrieval.passages import ScoredPassage
+from retrieval.settings import VARIANTS, IndexSettings
+from retrieval.store import build_index, load_index
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(help="Build, search and inspect the Helpline BM25 passage index.", no_args_is_help=True)
+stderr = Console(stderr=True)
+
+# How much passage text the human-readable search output shows.
+PREVIEW_CHARS = 300
+TUNING = "Tuning"
+# Defaults shown in --help come from the one settings object.
+_D = IndexSettings()
+
+IndexOption = Annotated[
+    Path, typer.Option("--index", envvar="HELPLINE_INDEX_DIR", help="The index directory.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"retrieval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False,
+) -> None:
+    """Build, search and inspect the Helpline BM25 passage index."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    stderr.print(f"error: {message}", markup=False, highlight=False)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn our errors (and bad settings values) into a one-line message and exit status 1."""
+    try:
+        yield
+    except (RetrievalError, ValueError) as error:
+        raise _fail(str(error)) from None
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields ``update(stage, done, total)``."""
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr, transient=True, disable=not enabled,
+    )  # fmt: skip
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+@app.command()
+def index(
+    docs_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="Folder of .txt, .md, .html and .pdf files.")
+    ],
+    index_dir: IndexOption = Path("var/index"),
+    as_json: JsonOption = False,
+    target_words: Annotated[
+        int | None,
+        typer.Option(help=f"Words a passage aims for [{_D.target_words}].", rich_help_panel=TUNING),
+    ] = None,
+    max_words: Annotated[
+        int | None,
+        typer.Option(help=f"Words a passage never exceeds [{_D.max_words}].", rich_help_panel=TUNING),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Sentences shared by consecutive passages [{_D.overlap_sentences}].", rich_help_panel=TUNING
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(help=f"BM25 variant: {', '.join(VARIANTS)} [{_D.variant}].", rich_help_panel=TUNING),
+    ] = None,
+    k1: Annotated[float | None, typer.Option(help=f"BM25 k1 [{_D.k1}].", rich_help_panel=TUNING)] = None,
+    b: Annotated[float | None, typer.Option(help=f"BM25 b [{_D.b}].", rich_help_panel=TUNING)] = None,
+    synonyms: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Synonym table [the bundled one].", rich_help_panel=TUNING
+        ),
+    ] = None,
+) -> None:
+    """(Re)build the index of DOCS_DIR atomically; unreadable files are skipped with a reason."""
+    chosen = {
+        "target_words": target_words, "max_words": max_words, "overlap_sentences": overlap,
+        "variant": variant, "k1": k1, "b": b, "synonyms": synonyms,
+    }  # fmt: skip
+    with _user_errors():
+        settings = dataclasses.replace(_D, **{k: v for k, v in chosen.items() if v is not None})
+        with _progress() as update:
+            report = build_index(docs_dir, index_dir, settings, progress=update)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    typer.echo(
+        f"indexed {report.documents} documents into {report.passages} passages in {report.seconds:.2f} s "
+        f"({report.reused_documents} unchanged) -> {index_dir}"
+    )
+    for skipped in report.skipped:
+        typer.echo(f"skipped {skipped.path}: {skipped.reason}")
+
+
+def _result_json(result: ScoredPassage) -> dict[str, Any]:
+    p = result.passage
+    return {
+        "passage_id": p.id,
+        "score": round(result.score, 4),
+        "title": p.title,
+        "source": p.source,
+        "text": p.text,
+    }
+
+
+def _print_results(query: str, results: list[ScoredPassage]) -> None:
+    if not results:
+        typer.echo(f"no passage matches {query!r}")
+    for rank, result in enumerate(results, 1):
+        p = result.passage
+        text = p.text if len(p.text) <= PREVIEW_CHARS else p.text[:PREVIEW_CHARS] + "..."
+        typer.echo(f"{rank}. [{result.score:.2f}] {p.title} ({p.source or p.doc_id})\n   {text}\n")
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="The question to search for.")] = None,
+    index_dir: IndexOption = Path("var/index"),
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many passages.")] = 5,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="File of queries, one a line; prints one JSON array a line."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the index for QUERY (or for every line of --queries)."""
+    if (query is None) == (queries is None):
+        raise _fail("give either a QUERY or --queries FILE (not both)")
+    with _user_errors():
+        loaded = load_index(index_dir)
+        if queries is not None:
+            _search_file(loaded, queries, top_k)
+            return
+        results = loaded.search(query or "", top_k)
+    if as_json:
+        typer.echo(json.dumps([_result_json(r) for r in results], ensure_ascii=False))
+    else:
+        _print_results(query or "", results)
+
+
+def _search_file(loaded: BM25Index, queries: Path, top_k: int) -> None:
+    """One JSON array per input line (``[]`` for a blank line, so output line N answers input line N)."""
+    try:
+        lines = queries.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RetrievalError(f"cannot read queries file {queries}: {error}") from error
+    with _progress(enabled=len(lines) > 1) as update:
+        for done, line in enumerate(lines, 1):
+            results = loaded.search(line, top_k) if line.strip() else []
+            sys.stdout.write(json.dumps([_result_json(r) for r in results], ensure_ascii=False) + "\n")
+            update("searching", done, len(lines))
+    sys.stdout.flush()
+
+
+def _stats(loaded: BM25Index, index_dir: Path) -> dict[str, Any]:
+    manifest = loaded.manifest
+    words = [len(p.text.split()) for p in loaded.passages] or [0]
+    return {
+        "index": str(index_dir),
+        "folder": str(index_dir.resolve()),
+        "created_at": manifest.created_at,
+        "format_version": manifest.format_version,
+        "documents": len(manifest.documents),
+        "skipped": len(manifest.skipped),
+        "passages": len(loaded),
+        "vocabulary": loaded.vocabulary_size,
+        "words_per_passage": {
+            "mean": round(statistics.fmean(words), 1),
+            "min": min(words),
+            "max": max(words),
+        },
+        "settings": manifest.settings.to_json(),
+    }
+
+
+@app.command()
+def stats(index_dir: IndexOption = Path("var/index"), as_json: JsonOption = False) -> None:
+    """Describe an index: documents, passages, vocabulary, settings, build time."""
+    with _user_errors():
+        data = _stats(load_index(index_dir), index_dir)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False))
+        return
+    for key, value in data.items():
+        typer.echo(f"{key:>18}: {value}")

@@ -1,0 +1,257 @@
+"""BM25 over passages: rank-bm25 computes the corpus statistics, an inverted index makes search fast.
+
+rank-bm25's ``get_scores`` loops in Python over every passage for every query term (about 10 ms per
+term at 100k passages). ``BM25Index`` keeps, per term, the ids of the passages holding it and the term
+counts (postings, as numpy arrays), and scores only those candidates with rank-bm25's own formula,
+operation for operation, so the scores are bit-identical to ``get_scores`` (tests/test_retrieval_index.py
+checks this for all three variants).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rank_bm25 import BM25, BM25L, BM25Okapi, BM25Plus
+
+from retrieval.passages import Passage, ScoredPassage
+from retrieval.settings import IndexSettings
+from retrieval.synonyms import SynonymTable
+from retrieval.tokenize import tokenize
+
+logger = logging.getLogger(__name__)
+
+# rank-bm25's own delta defaults, used when IndexSettings.delta is None.
+DEFAULT_DELTA = {"plus": 1.0, "l": 0.5}
+
+
+class GuardedBM25Okapi(BM25Okapi):
+    """BM25Okapi with an idf that is never zero or negative.
+
+    rank-bm25's idf is ``log((N - n + 0.5) / (n + 0.5))``: 0 for a term in exactly half the passages,
+    negative above half, and those get ``epsilon * mean idf``, which is itself <= 0 on a corpus of two
+    or three passages, so every score can be 0 or the more matching passage can rank lower. We use
+    Lucene's BM25 idf ``log(1 + (N - n + 0.5) / (n + 0.5))`` (Robertson-Sparck Jones shifted by one):
+    the same ordering of terms by rarity, always positive, no epsilon needed.
+    See https://github.com/dorianbrown/rank_bm25/issues/ (negative idf) and Lucene's BM25Similarity.
+    """
+
+    def _calc_idf(self, nd: dict[str, int]) -> None:
+        for word, freq in nd.items():
+            self.idf[word] = math.log(1.0 + (self.corpus_size - freq + 0.5) / (freq + 0.5))
+        self.average_idf = sum(self.idf.values()) / len(self.idf) if self.idf else 0.0
+
+
+def make_bm25(corpus: Sequence[list[str]], settings: IndexSettings) -> BM25:
+    """The rank-bm25 model for a tokenised corpus (also the benchmark's and tests' baseline).
+
+    Args:
+        corpus: one token list per passage (at least one passage).
+        settings: variant, k1, b, delta.
+
+    Returns:
+        A ``GuardedBM25Okapi``, ``BM25Plus`` or ``BM25L``.
+    """
+    if settings.variant == "okapi":
+        return GuardedBM25Okapi(list(corpus), k1=settings.k1, b=settings.b)
+    delta = settings.delta if settings.delta is not None else DEFAULT_DELTA[settings.variant]
+    model = BM25Plus if settings.variant == "plus" else BM25L
+    return model(list(corpus), k1=settings.k1, b=settings.b, delta=delta)
+
+
+def passage_terms(passage: Passage, settings: IndexSettings) -> list[str]:
+    """The terms a passage is indexed under (its title's too, when ``settings.index_title``)."""
+    text = f"{passage.title}\n{passage.text}" if settings.index_title else passage.text
+    return tokenize(text)
+
+
+@dataclass(frozen=True)
+class _Postings:
+    """Passages holding one term: their ids (ascending) and the term's count in each."""
+
+    ids: np.ndarray
+    tf: np.ndarray
+
+
+class _Scorer:
+    """rank-bm25's scoring formulas over postings; bit-identical to ``model.get_scores``."""
+
+    def __init__(self, model: BM25, settings: IndexSettings) -> None:
+        self.variant = settings.variant
+        self.k1 = model.k1
+        self.b = model.b
+        self.delta = getattr(model, "delta", 0.0)
+        self.idf: dict[str, float] = model.idf
+        self.size = model.corpus_size
+        # The same expressions as rank-bm25's, evaluated once instead of once per query term.
+        doc_len = np.array(model.doc_len)
+        self.length_norm = 1 - self.b + self.b * doc_len / model.avgdl
+        self.k_norm = self.k1 * (1 - self.b + self.b * doc_len / model.avgdl)
+        self.postings = _invert(model.doc_freqs)
+
+    def score(
+        self, terms: Sequence[str], weights: Sequence[float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of the passages that hold at least one of ``terms``.
+
+        Args:
+            terms: query terms, duplicates counted as rank-bm25 counts them.
+            weights: one multiplier per term (synonyms count less); ``None``: all 1, which gives
+                exactly rank-bm25's scores.
+
+        Returns:
+            ``(ids, scores)``: candidate passage ids (ascending) and their scores.
+        """
+        weights = [1.0] * len(terms) if weights is None else list(weights)
+        known = [(t, w) for t, w in zip(terms, weights, strict=True) if t in self.postings]
+        if not known:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        candidates = np.unique(np.concatenate([self.postings[t].ids for t in dict(known)]))
+        scores = np.zeros(len(candidates))
+        for term, weight in known:
+            postings = self.postings[term]
+            where = np.searchsorted(candidates, postings.ids)
+            gain = self._term_scores(self.idf[term], postings)
+            if weight != 1.0:
+                gain = gain * weight
+            if self.variant == "plus":
+                # BM25Plus adds idf * delta even where the term is absent; keep rank-bm25's rounding.
+                full = np.full(len(candidates), self.idf[term] * (self.delta + 0.0) * weight)
+                full[where] = gain
+                scores += full
+            else:
+                scores[where] += gain
+        return candidates, scores
+
+    def _term_scores(self, idf: float, postings: _Postings) -> np.ndarray:
+        tf, ids, k1 = postings.tf, postings.ids, self.k1
+        if self.variant == "okapi":
+            return idf * (tf * (k1 + 1) / (tf + self.k_norm[ids]))
+        if self.variant == "plus":
+            return idf * (self.delta + (tf * (k1 + 1)) / (self.k_norm[ids] + tf))
+        ctd = tf / self.length_norm[ids]
+        return idf * tf * (k1 + 1) * (ctd + self.delta) / (k1 + ctd + self.delta)
+
+
+def _invert(doc_freqs: Sequence[dict[str, int]]) -> dict[str, _Postings]:
+    """Term -> postings, from rank-bm25's per-passage term counts."""
+    ids: dict[str, list[int]] = {}
+    counts: dict[str, list[int]] = {}
+    for passage_id, frequencies in enumerate(doc_freqs):
+        for term, count in frequencies.items():
+            if term in ids:
+                ids[term].append(passage_id)
+                counts[term].append(count)
+            else:
+                ids[term] = [passage_id]
+                counts[term] = [count]
+    return {
+        term: _Postings(np.array(ids[term], dtype=np.int64), np.array(counts[term], dtype=np.float64))
+        for term in ids
+    }
+
+
+def top_k_order(ids: np.ndarray, scores: np.ndarray, top_k: int) -> np.ndarray:
+    """Positions of the ``top_k`` best scores: highest first, ties by lower passage id.
+
+    Args:
+        ids: passage ids (the tie-break).
+        scores: their scores.
+        top_k: how many.
+
+    Returns:
+        Positions into ``ids``/``scores``.
+    """
+    if len(scores) > top_k:
+        # Keep everything tied with the k-th best so the tie-break stays exact.
+        kth = np.partition(scores, len(scores) - top_k)[len(scores) - top_k]
+        keep = np.nonzero(scores >= kth)[0]
+    else:
+        keep = np.arange(len(scores))
+    order = keep[np.lexsort((ids[keep], -scores[keep]))]
+    return order[:top_k]
+
+
+class BM25Index:
+    """Passages plus a BM25 model over them; ``search`` is the one verb.
+
+    Build one with ``retrieval.build_index`` (on disk) and open it with ``retrieval.load_index``; the
+    constructor is for in-memory use (tests, benchmarks).
+
+    Attributes:
+        passages: the passages, in index order.
+        settings: how they were cut and are scored.
+        manifest: the on-disk manifest (``None`` for an index that was never saved).
+        synonyms: the query-time synonym table.
+    """
+
+    def __init__(
+        self,
+        passages: Sequence[Passage],
+        settings: IndexSettings | None = None,
+        manifest: Any = None,
+        synonyms: SynonymTable | None = None,
+    ) -> None:
+        self.passages: tuple[Passage, ...] = tuple(passages)
+        self.settings = settings or IndexSettings()
+        self.manifest = manifest
+        self.synonyms = synonyms if synonyms is not None else SynonymTable.load(self.settings.synonyms_path)
+        corpus = [passage_terms(p, self.settings) for p in self.passages]
+        self._scorer = _Scorer(make_bm25(corpus, self.settings), self.settings) if any(corpus) else None
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    @property
+    def vocabulary_size(self) -> int:
+        """Distinct index terms."""
+        return len(self._scorer.postings) if self._scorer is not None else 0
+
+    def query_terms(self, query: str) -> tuple[list[str], list[float]]:
+        """The terms a query is scored with and their weights: its tokens (1.0), then the tokens of
+        their synonyms (``settings.synonym_weight``)."""
+        tokens = tokenize(query)
+        added = self.synonyms.expand(tokens)[len(tokens) :]
+        return tokens + added, [1.0] * len(tokens) + [self.settings.synonym_weight] * len(added)
+
+    def search(self, query: str, top_k: int = 5) -> list[ScoredPassage]:
+        """The passages that best match a query.
+
+        Args:
+            query: the member's question, as typed.
+            top_k: how many passages at most.
+
+        Returns:
+            Best first; only passages sharing at least one term with the query, so ``[]`` when nothing
+            matches.
+
+        Raises:
+            ValueError: ``top_k`` below 1.
+        """
+        terms, weights = self.query_terms(query)
+        return self.search_terms(terms, top_k, weights)
+
+    def search_terms(
+        self, terms: Sequence[str], top_k: int = 5, weights: Sequence[float] | None = None
+    ) -> list[ScoredPassage]:
+        """``search`` for an already tokenised query (no synonym expansion).
+
+        Args:
+            terms: query terms.
+            top_k: how many passages at most.
+            weights: one multiplier per term; ``None``: rank-bm25's plain scores.
+
+        Returns:
+            Best first, ties broken by index order.
+        """
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        if self._scorer is None:
+            return []
+        ids, scores = self._scorer.score(terms, weights)
+        order = top_k_order(ids, scores, top_k)
+        return [ScoredPassage(self.passages[ids[i]], float(scores[i])) for i in order if scores[i] > 0]

@@ -1,0 +1,100 @@
+"""The one configuration object of the retrieval package: ``IndexSettings``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+BM25Variant = Literal["okapi", "plus", "l"]
+VARIANTS: tuple[str, ...] = ("okapi", "plus", "l")
+
+# The table shipped with the package; an admin edits it in place or points `synonyms` elsewhere.
+DEFAULT_SYNONYMS = Path(__file__).resolve().parent / "synonyms.txt"
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How documents are cut into passages and how passages are scored.
+
+    The chunk sizes were chosen with ``bench/tune_chunks.py``, which measures how often a passage that
+    holds the annotated answer is among the top 5 for the member questions in
+    ``data/diabetes-qa/src/*.jsonl`` (figures in that script's docstring). 120/200 words also keeps a
+    passage plus a question inside one 384-token window of the BERT reader.
+
+    Attributes:
+        target_words: a passage is closed once it reaches this many words.
+        max_words: a passage never grows beyond this; a single longer "sentence" (usually a list with
+            no full stops) is split at word boundaries, the only case where a sentence is cut.
+        overlap_sentences: sentences repeated at the start of the next passage, so an answer that
+            straddles a boundary is whole in one of them.
+        variant: rank-bm25 class: ``okapi`` (BM25Okapi), ``plus`` (BM25Plus) or ``l`` (BM25L).
+        k1: term-frequency saturation (rank-bm25's default 1.5).
+        b: length normalisation (rank-bm25's default 0.75).
+        delta: the lower-bound term of BM25Plus / BM25L; ``None``: rank-bm25's default for the
+            variant (1.0 and 0.5). BM25Okapi takes no delta and, in our guarded form, needs no
+            ``epsilon`` idf floor either (see ``retrieval.index.GuardedBM25Okapi``).
+        index_title: index each passage's document title with its text (titles name the condition,
+            which passages rarely repeat).
+        synonym_weight: how much a query term added by the synonym table counts next to a term the
+            member typed (1.0: the same).
+        synonyms: the synonym/abbreviation table applied to queries; ``None``: the bundled
+            ``retrieval/synonyms.txt``.
+    """
+
+    target_words: int = 120
+    max_words: int = 200
+    overlap_sentences: int = 1
+    variant: BM25Variant = "okapi"
+    k1: float = 1.5
+    b: float = 0.75
+    delta: float | None = None
+    index_title: bool = True
+    synonym_weight: float = 0.5
+    synonyms: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.target_words < 1:
+            raise ValueError(f"target_words must be at least 1, got {self.target_words}")
+        if self.max_words < self.target_words:
+            raise ValueError(f"max_words ({self.max_words}) must be >= target_words ({self.target_words})")
+        if self.overlap_sentences < 0:
+            raise ValueError(f"overlap_sentences must be >= 0, got {self.overlap_sentences}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
+        if self.synonyms is not None and not isinstance(self.synonyms, Path):
+            object.__setattr__(self, "synonyms", Path(self.synonyms))
+
+    @property
+    def synonyms_path(self) -> Path:
+        """The synonym table in effect."""
+        return self.synonyms if self.synonyms is not None else DEFAULT_SYNONYMS
+
+    def chunking_key(self) -> tuple[int, int, int]:
+        """The settings that decide passage boundaries (passages are reused only when these match)."""
+        return (self.target_words, self.max_words, self.overlap_sentences)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (for the manifest)."""
+        data = dataclasses.asdict(self)
+        data["synonyms"] = str(self.synonyms) if self.synonyms is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexSettings:
+        """The inverse of ``to_json``; unknown keys are an error (a manifest from another program).
+
+        Raises:
+            ValueError: on unknown keys or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}")
+        values = dict(data)
+        if values.get("synonyms") is not None:
+            values["synonyms"] = Path(values["synonyms"])
+        return cls(**values)
