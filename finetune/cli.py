@@ -1,0 +1,296 @@
+"""``finetune``: check SQuAD data, train and evaluate the QA reader, ask it one question, split data.
+
+Thin typer commands: parse options, build a config, call the library. ``--json`` prints exactly one
+JSON document on stdout; progress and logs go to stderr. Bad input ends with a one-line message on
+stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from finetune.models import MINILM, ModelNotFoundError
+from finetune.squad import SquadFormatError
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="finetune",
+    help="Check SQuAD data, fine-tune and evaluate the extractive QA reader.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ADVANCED = "Advanced"
+SEED_DEFAULT = 42
+
+# Errors that mean bad input or a missing artifact: one line, exit 1, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (SquadFormatError, ModelNotFoundError, ValueError, OSError)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("helpline")
+    except metadata.PackageNotFoundError:  # run from a checkout with PYTHONPATH=. (no install)
+        return "unknown (not installed)"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"finetune {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    """Check SQuAD data, fine-tune and evaluate the extractive QA reader."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn expected failures into a one-line message and exit code 1."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _emit(document: Any, as_json: bool, human: str) -> None:
+    """Print the JSON document, or the human summary."""
+    typer.echo(json.dumps(document, ensure_ascii=False) if as_json else human)
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="SQuAD files (.json or .json.gz).", dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    tokenizer: Annotated[
+        str, typer.Option(help="Tokenizer for the window count (minilm, a model dir or a hub id).")
+    ] = MINILM,
+    max_seq_length: Annotated[int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)] = 384,
+    doc_stride: Annotated[
+        int, typer.Option(help="Window overlap in tokens.", rich_help_panel=ADVANCED)
+    ] = 128,
+) -> None:
+    """Validate SQuAD v1.1/v2.0 files: counts, repaired offsets, rejected questions, long contexts."""
+    from finetune.commands import check_files  # noqa: PLC0415 - keeps --help fast
+
+    with user_errors():
+        summary = check_files(files, tokenizer, max_seq_length, doc_stride)
+    rejected = summary["rejected"]
+    s = summary
+    human = (
+        f"{s['articles']} articles, {s['paragraphs']} paragraphs, {s['questions']} questions, "
+        f"{s['answers']} answers, {s['unanswerable']} unanswerable, {s['repaired']} repaired, "
+        f"{len(rejected)} rejected, {s['multi_window']} need more than one window"
+    )
+    human += "".join(f"\n  rejected {r['id']}: {r['reason']}" for r in rejected)
+    _emit(summary, as_json, human)
+
+
+@app.command()
+def train(
+    data: Annotated[list[Path], typer.Option("--data", help="SQuAD training file; repeat to mix files.")],
+    output: Annotated[Path, typer.Option(help="Model directory to write (atomically, on success).")],
+    dev: Annotated[
+        Path | None, typer.Option(help="SQuAD dev file (else --dev-fraction is held out).")
+    ] = None,
+    dev_fraction: Annotated[
+        float, typer.Option(help="Share of contexts held out as dev when no --dev.")
+    ] = 0.1,
+    base_model: Annotated[
+        str, typer.Option(help="minilm, a model dir (e.g. an earlier output), or hub id.")
+    ] = MINILM,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 2.0,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 5e-5,
+    batch_size: Annotated[int, typer.Option(help="Windows per device per step.")] = 32,
+    grad_accum: Annotated[
+        int, typer.Option(help="Gradient accumulation steps.", rich_help_panel=ADVANCED)
+    ] = 1,
+    warmup_ratio: Annotated[
+        float, typer.Option(help="Warmup share of updates.", rich_help_panel=ADVANCED)
+    ] = 0.1,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.", rich_help_panel=ADVANCED)] = 0.01,
+    max_seq_length: Annotated[int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)] = 384,
+    doc_stride: Annotated[
+        int, typer.Option(help="Window overlap in tokens.", rich_help_panel=ADVANCED)
+    ] = 128,
+    max_train_examples: Annotated[
+        int | None, typer.Option(help="Seeded random sample of N questions.")
+    ] = None,
+    max_dev_examples: Annotated[
+        int | None, typer.Option(help="Seeded random sample of N dev questions.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for sampling, the split, init and data order.")
+    ] = SEED_DEFAULT,
+    early_stopping_patience: Annotated[
+        int,
+        typer.Option(
+            help="Epochs without better dev F1 before stopping (0: never).", rich_help_panel=ADVANCED
+        ),
+    ] = 2,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the last checkpoint in <output>.work/.")
+    ] = False,
+    save_dtype: Annotated[str, typer.Option(help="float32, or float16 to ship a small model.")] = "float32",
+    precision: Annotated[
+        str, typer.Option(help="auto, fp32, bf16 or fp16.", rich_help_panel=ADVANCED)
+    ] = "auto",
+    eval_batch_size: Annotated[
+        int, typer.Option(help="Dev windows per pass.", rich_help_panel=ADVANCED)
+    ] = 256,
+    dataloader_workers: Annotated[
+        int | None, typer.Option(help="DataLoader workers (default: by CPU count).", rich_help_panel=ADVANCED)
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing --output when training succeeds.")
+    ] = False,
+    keep_checkpoints: Annotated[
+        bool, typer.Option(help="Keep <output>.work/ after success.", rich_help_panel=ADVANCED)
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Fine-tune a QA reader on SQuAD-format data; keeps the epoch with the best dev F1."""
+    from finetune.config import TrainConfig  # noqa: PLC0415 - keeps --help fast (no torch import)
+    from finetune.train import TrainingError  # noqa: PLC0415
+    from finetune.train import train as run_training
+
+    with user_errors():
+        config = TrainConfig(
+            data=tuple(data), output=output, dev=dev, dev_fraction=dev_fraction, base_model=base_model,
+            epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum,
+            warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_seq_length=max_seq_length,
+            doc_stride=doc_stride, max_train_examples=max_train_examples, max_dev_examples=max_dev_examples,
+            seed=seed, early_stopping_patience=early_stopping_patience, resume=resume, save_dtype=save_dtype,
+            precision=precision, eval_batch_size=eval_batch_size, dataloader_workers=dataloader_workers,
+            overwrite=overwrite, keep_checkpoints=keep_checkpoints,
+        )  # fmt: skip
+        try:
+            # Trainer's progress bar and log lines print to stdout; stdout is kept for the result.
+            with contextlib.redirect_stdout(sys.stderr):
+                result = run_training(config)
+        except TrainingError as e:
+            raise ValueError(str(e)) from e
+    best, r = result.best_dev, result
+    human = (
+        f"trained {r.train_examples} questions ({r.train_features} windows), {r.epochs} epochs "
+        f"in {r.seconds:.0f}s: dev EM {best['exact_match']:.2f} F1 {best['f1']:.2f} -> {r.output}"
+    )
+    _emit(result.to_json(), as_json, human)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model directory.", file_okay=False)],
+    data: Annotated[Path, typer.Option(help="SQuAD file to score against.", dir_okay=False)],
+    limit: Annotated[int | None, typer.Option(help="Score a seeded random sample of N questions.")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="Write id -> answer JSON here.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.", rich_help_panel=ADVANCED)] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda... (default: best available).")] = None,
+    max_seq_length: Annotated[int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)] = 384,
+    doc_stride: Annotated[
+        int, typer.Option(help="Window overlap in tokens.", rich_help_panel=ADVANCED)
+    ] = 128,
+    seed: Annotated[
+        int, typer.Option(help="Seed for --limit sampling.", rich_help_panel=ADVANCED)
+    ] = SEED_DEFAULT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Score a model with the official SQuAD metric (EM, F1; HasAns/NoAns on v2 data)."""
+    from finetune.commands import evaluate_model  # noqa: PLC0415 - keeps --help fast
+
+    with user_errors():
+        scores = evaluate_model(
+            model, data, limit=limit, predictions_out=predictions, batch_size=batch_size, device=device,
+            max_seq_length=max_seq_length, doc_stride=doc_stride, seed=seed,
+        )  # fmt: skip
+    human = f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  over {scores['n']} questions"
+    if "HasAns_f1" in scores:
+        human += f"  (HasAns F1 {scores['HasAns_f1']:.2f}, NoAns F1 {scores['NoAns_f1']:.2f})"
+    _emit(scores, as_json, human)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="Model directory.", file_okay=False)],
+    question: Annotated[str, typer.Option(help="The question.")],
+    context: Annotated[str | None, typer.Option(help="The passage to read.")] = None,
+    context_file: Annotated[
+        Path | None, typer.Option(help="Read the passage from a file.", dir_okay=False)
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda... (default: best available).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Answer one question from one passage."""
+    from finetune.reader import Reader  # noqa: PLC0415 - keeps --help fast
+
+    with user_errors():
+        if (context is None) == (context_file is None):
+            raise ValueError("give exactly one of --context or --context-file")
+        text = context if context is not None else context_file.read_text(encoding="utf-8")
+        reader = Reader(model, device=device)
+        reader.warm_up()
+        (reading,) = reader.read(question, [text])
+    best = reading.best
+    document = {
+        "answer": best.text if best else None,
+        "start": best.start if best else None,
+        "end": best.end if best else None,
+        "score": best.score if best else None,
+        "probability": best.probability if best else None,
+    }
+    human = (
+        f"{best.text}  (p={best.probability:.2f}, chars {best.start}-{best.end})" if best else "(no answer)"
+    )
+    _emit(document, as_json, human)
+
+
+@app.command()
+def split(
+    file: Annotated[Path, typer.Argument(help="SQuAD file (.json or .json.gz).", dir_okay=False)],
+    dev_articles: Annotated[int, typer.Option(help="Articles (chosen at random) to hold out as dev.")],
+    train_out: Annotated[Path, typer.Option(help="Where to write the training part (.json or .json.gz).")],
+    dev_out: Annotated[Path, typer.Option(help="Where to write the dev part (.json or .json.gz).")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = SEED_DEFAULT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Split a SQuAD file by article into train and dev files (a held-out general dev set)."""
+    from finetune.commands import split_file  # noqa: PLC0415
+
+    with user_errors():
+        summary = split_file(file, dev_articles, seed, train_out, dev_out)
+    human = (
+        f"train: {summary['train_articles']} articles, {summary['train_questions']} questions"
+        f" -> {train_out}\n"
+        f"dev: {summary['dev_articles']} articles, {summary['dev_questions']} questions -> {dev_out}"
+    )
+    _emit(summary, as_json, human)
+
+
+if __name__ == "__main__":
+    app()

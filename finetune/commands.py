@@ -1,0 +1,140 @@
+"""The library side of ``finetune check``, ``evaluate`` and ``split``: plain functions returning the
+documents the CLI prints, so they are easy to call and test without the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from finetune.features import WindowSettings, count_multi_window
+from finetune.models import ModelNotFoundError, resolve_model_ref
+from finetune.squad import load_squad, read_json, sample_examples, split_articles, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def check_files(
+    files: list[Path], tokenizer_ref: str, max_seq_length: int = 384, doc_stride: int = 128
+) -> dict[str, Any]:
+    """Validate SQuAD files and count the questions whose context needs more than one window.
+
+    Args:
+        files: the SQuAD files.
+        tokenizer_ref: the tokenizer for the window count (``minilm``, a model dir or a hub id).
+        max_seq_length: tokens per window.
+        doc_stride: window overlap.
+
+    Returns:
+        ``{"articles", "paragraphs", "questions", "answers", "unanswerable", "repaired",
+        "rejected": [{"id", "reason"}], "multi_window"}``; ``multi_window`` is None when the tokenizer
+        cannot be loaded (a warning says why).
+    """
+    data = load_squad(files)
+    summary = dataclasses.asdict(data.report)
+    summary["rejected"] = [dataclasses.asdict(r) for r in data.report.rejected]
+    summary["multi_window"] = None
+    try:
+        tokenizer = _load_tokenizer(tokenizer_ref)
+    except (ModelNotFoundError, OSError) as e:
+        logger.warning("cannot count windows: %s", e)
+        return summary
+    examples = data.examples
+    summary["multi_window"] = count_multi_window(
+        tokenizer, [e.question for e in examples], [e.context for e in examples],
+        WindowSettings(max_seq_length, doc_stride),
+    )  # fmt: skip
+    return summary
+
+
+def _load_tokenizer(ref: str) -> Any:
+    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy, and only some commands need it
+
+    return AutoTokenizer.from_pretrained(resolve_model_ref(ref))
+
+
+def evaluate_model(
+    model_dir: Path,
+    data_file: Path,
+    *,
+    limit: int | None = None,
+    predictions_out: Path | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+    max_seq_length: int = 384,
+    doc_stride: int = 128,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Score a model on a SQuAD file with the official metric.
+
+    Args:
+        model_dir: the model directory.
+        data_file: the SQuAD file.
+        limit: score a seeded random sample of this many questions (None: all).
+        predictions_out: where to write ``{id: answer}`` JSON (None: nowhere).
+        batch_size: windows per forward pass.
+        device: cpu/cuda (None: best available).
+        max_seq_length: tokens per window.
+        doc_stride: window overlap.
+        seed: the sampling seed.
+
+    Returns:
+        ``{"exact_match", "f1", "n", "seconds", "questions_per_second", "model", "data"}`` (+ HasAns/NoAns
+        scores on v2 data).
+    """
+    from finetune.evaluation import build_eval_set, predict_answers, score_predictions  # noqa: PLC0415
+    from finetune.reader import Reader  # noqa: PLC0415
+
+    examples = sample_examples(load_squad([data_file]).examples, limit, seed)
+    if not examples:
+        raise ValueError(f"{data_file}: no usable questions to evaluate")
+    reader = Reader(
+        model_dir, device=device, max_seq_length=max_seq_length, doc_stride=doc_stride, batch_size=batch_size
+    )
+    reader.warm_up()
+    started = time.perf_counter()
+    eval_set = build_eval_set(reader.tokenizer, examples, reader.windows)
+    predictions = predict_answers(
+        reader.model,
+        eval_set,
+        pad_id=reader.tokenizer.pad_token_id or 0,
+        batch_size=batch_size,
+        decode=reader.decode,
+        dtype=reader.dtype,
+    )
+    seconds = time.perf_counter() - started
+    scores: dict[str, Any] = score_predictions(eval_set, predictions)
+    scores.update(
+        seconds=round(seconds, 2),
+        questions_per_second=round(len(examples) / seconds, 1),
+        model=str(model_dir),
+        data=str(data_file),
+    )
+    if predictions_out is not None:
+        write_json_atomic(predictions_out, predictions)
+    return scores
+
+
+def split_file(path: Path, dev_articles: int, seed: int, train_out: Path, dev_out: Path) -> dict[str, int]:
+    """Split a SQuAD file by article into train and dev files (both written atomically).
+
+    Returns:
+        ``{"train_articles", "dev_articles", "train_questions", "dev_questions"}``.
+    """
+    if train_out.resolve() == dev_out.resolve():
+        raise ValueError(f"--train-out and --dev-out are the same file: {train_out}")
+    train, dev = split_articles(read_json(path), str(path), dev_articles, seed)
+    write_json_atomic(train_out, train)
+    write_json_atomic(dev_out, dev)
+    return {
+        "train_articles": len(train["data"]),
+        "dev_articles": len(dev["data"]),
+        "train_questions": _count_questions(train),
+        "dev_questions": _count_questions(dev),
+    }
+
+
+def _count_questions(document: dict[str, Any]) -> int:
+    return sum(len(p.get("qas", [])) for a in document["data"] for p in a.get("paragraphs", []))

@@ -1,0 +1,203 @@
+"""Turn (question, context) pairs into model windows, and answers into token labels.
+
+Pure, top-level functions shared by training, evaluation and the bot's Reader. A context longer than
+``max_seq_length`` is cut into overlapping windows (``doc_stride`` tokens of overlap) so no answer is
+lost to truncation. The fast tokenizer's ``offset_mapping`` ties every token to its characters, which
+is what turns a character answer span into token labels and a predicted token span back into text.
+
+Tokenization runs over large batches in the Rust tokenizer; per-window work is numpy, never a Python
+loop over tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from finetune.squad import SquadExample
+
+logger = logging.getLogger(__name__)
+
+# Examples per tokenizer call: large enough for the Rust tokenizer to parallelise, small enough that
+# one batch's encodings stay a few MB.
+TOKENIZE_BATCH = 2048
+
+# Offsets of tokens outside the context (question, special tokens, padding). numpy cannot hold None in
+# an int array, so -1 plays that role; the decoder never picks such a token.
+NO_OFFSET = -1
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How contexts are cut into windows.
+
+    Attributes:
+        max_seq_length: tokens per window, question and special tokens included.
+        doc_stride: tokens of overlap between consecutive windows of one context.
+    """
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 16:
+            raise ValueError(f"max_seq_length must be at least 16, got {self.max_seq_length}")
+        if not 0 < self.doc_stride < self.max_seq_length:
+            raise ValueError(f"doc_stride must be in (0, max_seq_length), got {self.doc_stride}")
+
+
+@dataclass(frozen=True)
+class TrainFeature:
+    """One training window with its answer labels (token indices; the CLS index when not inside)."""
+
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    start_position: int
+    end_position: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """One inference window of an example.
+
+    Attributes:
+        example_index: index of the (question, context) pair it came from.
+        input_ids: token ids.
+        token_type_ids: segment ids.
+        offsets: (n, 2) character offsets into the context; ``NO_OFFSET`` for tokens outside it.
+        cls_index: position of the CLS token (its logits are the no-answer score).
+    """
+
+    example_index: int
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    offsets: np.ndarray
+    cls_index: int
+
+    @property
+    def context_mask(self) -> np.ndarray:
+        return self.offsets[:, 0] != NO_OFFSET
+
+
+def _encode(
+    tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], settings: WindowSettings
+) -> Any:
+    """Tokenize question/context pairs into overflowing windows (question first, context truncated)."""
+    if getattr(tokenizer, "padding_side", "right") != "right":
+        raise ValueError("only tokenizers that pad on the right (question first) are supported")
+    return tokenizer(
+        [q.lstrip() for q in questions],  # leading spaces waste window room (a known SQuAD quirk)
+        list(contexts),
+        truncation="only_second",
+        max_length=settings.max_seq_length,
+        stride=settings.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+
+
+def _window_arrays(encoding: Any, cls_token_id: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """ids, type ids, context-only offsets and CLS index of one tokenizers.Encoding."""
+    ids = np.asarray(encoding.ids, dtype=np.int32)
+    type_ids = np.asarray(encoding.type_ids, dtype=np.int8)
+    # sequence_ids holds None for special tokens: as float those become NaN, so `== 1` is False.
+    in_context = np.asarray(encoding.sequence_ids, dtype=np.float32) == 1
+    offsets = np.asarray(encoding.offsets, dtype=np.int32).reshape(-1, 2)
+    offsets[~in_context] = NO_OFFSET
+    hits = np.flatnonzero(ids == cls_token_id) if cls_token_id is not None else ()
+    return ids, type_ids, offsets, int(hits[0]) if len(hits) else 0
+
+
+def _token_labels(offsets: np.ndarray, cls_index: int, start_char: int, end_char: int) -> tuple[int, int]:
+    """Token start/end of a character span in one window, or (CLS, CLS) when not wholly inside it."""
+    context = np.flatnonzero(offsets[:, 0] != NO_OFFSET)
+    if len(context) == 0:
+        return cls_index, cls_index
+    starts, ends = offsets[context, 0], offsets[context, 1]
+    if starts[0] > start_char or ends[-1] < end_char:
+        return cls_index, cls_index
+    # The last token starting at or before the answer, the first token ending at or after it.
+    first = int(np.searchsorted(starts, start_char, side="right")) - 1
+    last = int(np.searchsorted(ends, end_char, side="left"))
+    return int(context[first]), int(context[min(last, len(context) - 1)])
+
+
+def prepare_train_features(
+    tokenizer: Any, examples: Sequence[SquadExample], settings: WindowSettings
+) -> list[TrainFeature]:
+    """Tokenize training examples into labelled windows.
+
+    Args:
+        tokenizer: a fast (Rust) Hugging Face tokenizer.
+        examples: the examples; the first gold answer is the label, none means unanswerable.
+        settings: window length and stride.
+
+    Returns:
+        One feature per window; a window that does not hold the whole answer is labelled with the CLS
+        token, as is every window of an unanswerable question.
+    """
+    features: list[TrainFeature] = []
+    for begin in range(0, len(examples), TOKENIZE_BATCH):
+        batch = examples[begin : begin + TOKENIZE_BATCH]
+        encoded = _encode(tokenizer, [e.question for e in batch], [e.context for e in batch], settings)
+        for encoding, sample in zip(encoded.encodings, encoded["overflow_to_sample_mapping"], strict=True):
+            ids, type_ids, offsets, cls_index = _window_arrays(encoding, tokenizer.cls_token_id)
+            example = batch[sample]
+            if example.answers:
+                answer = example.answers[0]
+                start, end = _token_labels(offsets, cls_index, answer.start, answer.end)
+            else:
+                start = end = cls_index
+            features.append(TrainFeature(ids, type_ids, start, end))
+    return features
+
+
+def prepare_eval_features(
+    tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], settings: WindowSettings
+) -> list[Window]:
+    """Tokenize (question, context) pairs into inference windows.
+
+    Args:
+        tokenizer: a fast (Rust) Hugging Face tokenizer.
+        questions: one question per pair.
+        contexts: one context per pair.
+        settings: window length and stride.
+
+    Returns:
+        The windows of all pairs, in pair order; ``Window.example_index`` names the pair.
+    """
+    if len(questions) != len(contexts):
+        raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+    windows: list[Window] = []
+    for begin in range(0, len(questions), TOKENIZE_BATCH):
+        encoded = _encode(
+            tokenizer,
+            questions[begin : begin + TOKENIZE_BATCH],
+            contexts[begin : begin + TOKENIZE_BATCH],
+            settings,
+        )
+        for encoding, sample in zip(encoded.encodings, encoded["overflow_to_sample_mapping"], strict=True):
+            ids, type_ids, offsets, cls_index = _window_arrays(encoding, tokenizer.cls_token_id)
+            windows.append(Window(begin + int(sample), ids, type_ids, offsets, cls_index))
+    return windows
+
+
+def count_multi_window(
+    tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], settings: WindowSettings
+) -> int:
+    """How many (question, context) pairs need more than one window."""
+    counts = np.zeros(len(questions), dtype=np.int64)
+    for begin in range(0, len(questions), TOKENIZE_BATCH):
+        encoded = _encode(
+            tokenizer,
+            questions[begin : begin + TOKENIZE_BATCH],
+            contexts[begin : begin + TOKENIZE_BATCH],
+            settings,
+        )
+        np.add.at(counts, begin + np.asarray(encoded["overflow_to_sample_mapping"]), 1)
+    return int((counts > 1).sum())

@@ -1,0 +1,158 @@
+"""The Reader the bot uses: a fine-tuned QA model that marks answer spans in a batch of contexts.
+
+Three parts, like haystack's ExtractiveReader: ``__init__`` checks and stores settings, ``warm_up()``
+loads model and tokenizer once, ``read()`` does the work. All windows of all contexts of a question go
+through the model in one batched forward pass (chunked by ``batch_size``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finetune.features import WindowSettings, prepare_eval_features
+from finetune.inference import autocast_dtype, forward_windows, pick_device
+from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
+from finetune.types import Reading
+
+logger = logging.getLogger(__name__)
+
+
+class ReaderNotReadyError(RuntimeError):
+    """``read()`` was called before ``warm_up()``."""
+
+
+class Reader:
+    """Extractive QA over a batch of contexts.
+
+    Thread safety: ``read()`` may be called from several threads at once (the bot answers from worker
+    threads). Decoding runs in parallel; the forward pass is serialised by a lock, because concurrent
+    passes would only fight over the same cores (or GPU) and multiply peak memory. Tokenizing has a
+    lock of its own: a fast tokenizer sets its truncation settings on the shared Rust object for every
+    call, and two threads doing that at once fail with "Already borrowed".
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        device: str | None = None,
+        max_seq_length: int = 384,
+        doc_stride: int = 128,
+        max_answer_length: int = 30,
+        n_best_size: int = 20,
+        batch_size: int = 32,
+        precision: str = "auto",
+    ) -> None:
+        """Check and store the settings; nothing is loaded until ``warm_up()``.
+
+        Args:
+            model_dir: a directory written by ``finetune train`` (or any QA model directory).
+            device: ``cpu``, ``cuda``, ``cuda:1``...; None picks CUDA when available, else CPU.
+            max_seq_length: tokens per window.
+            doc_stride: overlap between windows of a long context.
+            max_answer_length: the longest answer, in tokens.
+            n_best_size: start/end tokens paired per window; candidate spans kept per context.
+            batch_size: windows per forward pass.
+            precision: ``auto`` (bf16 autocast on bf16 CPUs and GPUs, fp16 on other GPUs), or
+                ``fp32``, ``bf16``, ``fp16``.
+        """
+        self.model_dir = Path(model_dir)
+        self.windows = WindowSettings(max_seq_length, doc_stride)
+        self.decode = DecodeSettings(n_best_size, max_answer_length)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.device = pick_device(device)
+        self.dtype = autocast_dtype(self.device, precision)
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+
+    @property
+    def is_warm(self) -> bool:
+        return self._model is not None
+
+    def warm_up(self) -> None:
+        """Load model and tokenizer (once; later calls do nothing).
+
+        Weights load as fp32 whatever dtype they were saved in (a float16 model directory is fine);
+        speed comes from autocast instead, which keeps the numerically delicate parts in fp32.
+
+        Raises:
+            FileNotFoundError: ``model_dir`` holds no model.
+        """
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: PLC0415 - heavy
+
+        with self._lock:
+            if self._model is not None:
+                return
+            if not (self.model_dir / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"no model in {self.model_dir} (config.json missing): train one first"
+                )
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+            model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
+            model.to(self.device).eval()
+            self._tokenizer = tokenizer
+            self._model = model
+            logger.info("reader %s loaded on %s (autocast %s)", self.model_dir, self.device, self.dtype)
+
+    def read(self, question: str, contexts: Sequence[str], top_k: int = 1) -> list[Reading]:
+        """Find the answer spans to one question in each context.
+
+        Args:
+            question: the question.
+            contexts: the passages to read (all in one batched forward pass).
+            top_k: spans kept per context.
+
+        Returns:
+            One Reading per context, in context order; spans best first, with probabilities from one
+            softmax over the candidates of all contexts (comparable across contexts).
+
+        Raises:
+            ReaderNotReadyError: ``warm_up()`` has not been called.
+            ValueError: ``top_k`` < 1.
+        """
+        if self._model is None:
+            raise ReaderNotReadyError("Reader.read() called before warm_up()")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        if not contexts:
+            return []
+        with self._tokenizer_lock:
+            windows = prepare_eval_features(
+                self._tokenizer, [question] * len(contexts), list(contexts), self.windows
+            )
+        with self._lock:
+            logits = forward_windows(
+                self._model,
+                windows,
+                batch_size=self.batch_size,
+                pad_id=self._tokenizer.pad_token_id or 0,
+                dtype=self.dtype,
+            )
+        grouped: list[list[WindowLogits]] = [[] for _ in contexts]
+        for window, window_logits in zip(windows, logits, strict=True):
+            grouped[window.example_index].append(window_logits)
+        return decode_question(list(contexts), grouped, self.decode, top_k)
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (for evaluation code that batches many questions itself)."""
+        if self._model is None:
+            raise ReaderNotReadyError("Reader.model used before warm_up()")
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The loaded tokenizer."""
+        if self._tokenizer is None:
+            raise ReaderNotReadyError("Reader.tokenizer used before warm_up()")
+        return self._tokenizer
