@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     webhook_listen: str = Field("0.0.0.0", alias="HELPLINE_WEBHOOK_LISTEN")
     webhook_port: int = Field(8443, alias="HELPLINE_WEBHOOK_PORT")
     webhook_secret: SecretStr | None = Field(None, alias="HELPLINE_WEBHOOK_SECRET")
+    # Seconds one getUpdates long poll waits for news (Telegram allows up to 50).
+    polling_timeout: int = Field(30, ge=0, le=50, alias="HELPLINE_POLLING_TIMEOUT")
+    # Telegram's documented flood limit is about 30 messages a second overall.
+    telegram_max_rate: float = Field(30.0, ge=0.0, alias="HELPLINE_TELEGRAM_MAX_RATE")
+    # How often one API call is retried after a 429 (each retry waits the server's retry_after).
+    telegram_max_retries: int = Field(3, ge=0, alias="HELPLINE_TELEGRAM_MAX_RETRIES")
+    # Updates handled at once (PTB's concurrent_updates); inference is bounded separately below.
+    concurrent_updates: int = Field(64, ge=1, alias="HELPLINE_CONCURRENT_UPDATES")
 
     # --- Artifacts ------------------------------------------------------------------------------
     model_dir: Path = Field(Path("var/model"), alias="HELPLINE_MODEL_DIR")
@@ -41,6 +49,11 @@ class Settings(BaseSettings):
     # Below this confidence the bot says the documents do not answer the question.
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
     max_answer_tokens: int = Field(30, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
+    # BM25 scores are unbounded; score / (score + bm25_half_score) maps them into [0, 1), and a
+    # passage whose BM25 score equals bm25_half_score counts as a half-certain match.
+    bm25_half_score: float = Field(10.0, gt=0.0, alias="HELPLINE_BM25_HALF_SCORE")
+    # Candidate spans the reader returns per passage (all compete in one softmax).
+    spans_per_passage: int = Field(1, ge=1, le=20, alias="HELPLINE_SPANS_PER_PASSAGE")
 
     # --- Members --------------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(10, ge=1, alias="HELPLINE_RATE_LIMIT")

@@ -1,0 +1,120 @@
+"""Append-only schema migrations for the bot's SQLite store (the pattern of simonw/llm).
+
+Each migration is a function ``mNNN_name(conn)`` registered with ``@migration``. ``migrate(conn)``
+runs, in order, those not yet recorded in ``_migrations``. Never edit or reorder a released
+migration: add a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+logger = logging.getLogger(__name__)
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the migrations that ``conn``'s database has not seen yet, each in its own transaction.
+
+    Args:
+        conn: an open connection in autocommit mode (``isolation_level=None``), so that the explicit
+            BEGIN/COMMIT here also covers DDL statements.
+
+    Returns:
+        The names of the migrations applied now (empty when the schema was current).
+    """
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        # One transaction: the schema change and its record land together or not at all.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(conn)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (fn.__name__, datetime.now(UTC).isoformat()),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        logger.info("applied migration %s", fn.__name__)
+        applied.append(fn.__name__)
+    return applied
+
+
+@migration
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """Questions, the passages retrieved for them, feedback, admin actions, and key/value metadata."""
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE questions (
+            id INTEGER PRIMARY KEY,
+            asked_at TEXT NOT NULL,           -- ISO 8601, UTC
+            member TEXT NOT NULL,             -- keyed hash of the Telegram user id (or the id itself)
+            chat_type TEXT,
+            question TEXT,                    -- NULL when question text is not stored
+            answer TEXT,                      -- NULL when the documents did not answer
+            passage_id TEXT,                  -- the answer's passage, or the one the reply pointed to
+            span_start INTEGER,
+            span_end INTEGER,
+            confidence REAL NOT NULL,
+            latency_ms REAL NOT NULL,
+            retrieval_ms REAL,
+            reading_ms REAL
+        );
+        CREATE INDEX questions_asked_at ON questions (asked_at);
+        CREATE TABLE passages (               -- by content hash, so logged ids survive a reindex
+            id TEXT PRIMARY KEY,
+            doc_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            source TEXT,
+            text TEXT NOT NULL
+        );
+        CREATE TABLE retrieved (              -- the reader's contexts for each question, best BM25 first
+            question_id INTEGER NOT NULL REFERENCES questions (id),
+            rank INTEGER NOT NULL,
+            passage_id TEXT NOT NULL REFERENCES passages (id),
+            bm25_score REAL NOT NULL,
+            PRIMARY KEY (question_id, rank)
+        );
+        CREATE TABLE feedback (               -- one vote per member per question, the latest wins
+            question_id INTEGER NOT NULL REFERENCES questions (id),
+            member TEXT NOT NULL,
+            helpful INTEGER NOT NULL,
+            voted_at TEXT NOT NULL,
+            PRIMARY KEY (question_id, member)
+        );
+        CREATE TABLE admin_actions (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            member TEXT NOT NULL,
+            command TEXT NOT NULL,
+            allowed INTEGER NOT NULL,
+            detail TEXT
+        );
+        """,
+    )
+
+
+def _run_statements(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``;``-separated DDL one statement at a time (``executescript`` would commit mid-migration)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)

@@ -1,0 +1,355 @@
+"""The bot's SQLite log: questions, answers, retrieved passages, feedback and admin actions.
+
+Stdlib ``sqlite3`` in WAL mode (readers never block the writer), one connection shared by the event
+loop's worker threads behind a lock. The schema lives in ``bot.migrations`` and is brought up to date
+by ``Store.__init__``.
+
+Privacy: member ids are stored as an HMAC-SHA256 of the Telegram user id under a secret key
+(``HELPLINE_HASH_KEY``, or a random key generated once and kept in the ``meta`` table), so votes
+can still be counted once per member without keeping who asked; ``HELPLINE_HASH_MEMBER_IDS=false``
+stores plain ids, ``HELPLINE_STORE_QUESTIONS=false`` keeps no question text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.config import Settings
+from bot.engine import Answer
+from bot.migrations import migrate
+
+logger = logging.getLogger(__name__)
+
+HASH_KEY_META = "member_hash_key"
+# How long a writer waits for another connection's lock before "database is locked".
+BUSY_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class PeriodStats:
+    """Counts over one period (today, or all time).
+
+    Attributes:
+        questions: questions asked.
+        answered: questions the bot answered (the rest got "not in the documents").
+        helpful: "helpful" votes on those questions.
+        not_helpful: "not helpful" votes on those questions.
+        median_latency_ms: median answer latency, None without questions.
+    """
+
+    questions: int
+    answered: int
+    helpful: int
+    not_helpful: int
+    median_latency_ms: float | None
+
+    @property
+    def answered_share(self) -> float:
+        """Answered questions as a share of all questions (0.0 without questions)."""
+        return self.answered / self.questions if self.questions else 0.0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What ``/stats`` reports."""
+
+    today: PeriodStats
+    all_time: PeriodStats
+
+
+@dataclass(frozen=True)
+class StoredPassage:
+    """A passage as logged with a question (enough to rebuild the reader's context)."""
+
+    id: str
+    doc_id: str
+    title: str
+    source: str | None
+    text: str
+    bm25_score: float
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A question worth an admin's correction: answered unhelpfully, or not answered.
+
+    Attributes:
+        question_id: the row id (also in the feedback buttons' callback data).
+        asked_at: ISO 8601 UTC time.
+        question: the question text.
+        answer: the bot's answer, None when it did not answer.
+        passage_id: the answer's passage (or the one the no-answer reply pointed to).
+        span_start: the answer's offset in that passage, None without an answer.
+        span_end: offset just past the answer, None without an answer.
+        confidence: the engine's confidence.
+        not_helpful_votes: how many members voted "not helpful".
+        contexts: the retrieved passages, best BM25 first.
+    """
+
+    question_id: int
+    asked_at: str
+    question: str
+    answer: str | None
+    passage_id: str | None
+    span_start: int | None
+    span_end: int | None
+    confidence: float
+    not_helpful_votes: int
+    contexts: tuple[StoredPassage, ...]
+
+
+@dataclass(frozen=True)
+class AdminAction:
+    """One attempt at an admin command."""
+
+    at: str
+    member: str
+    command: str
+    allowed: bool
+    detail: str | None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """The bot's database. Thread-safe; every public method is one short transaction.
+
+    Args:
+        settings: ``db_path`` and the privacy switches.
+        clock: returns the current UTC time (tests pass a fixed one).
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = _utc_now):
+        self.path = settings.db_path
+        self._hash_ids = settings.hash_member_ids
+        self._keep_text = settings.store_question_text
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _transaction).
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            migrate(self._conn)
+        key = settings.member_hash_key.get_secret_value() if settings.member_hash_key else None
+        self._hash_key = (key or self._stored_hash_key()).encode("utf-8")
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; rolled back on error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _stored_hash_key(self) -> str:
+        """The generated member-hash key, created on first use and kept in ``meta``."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (HASH_KEY_META,)).fetchone()
+            if row:
+                return row[0]
+            key = secrets.token_hex(32)
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (HASH_KEY_META, key))
+            return key
+
+    def member_key(self, member_id: int) -> str:
+        """How a Telegram user id is stored: its keyed hash, or the id itself when hashing is off.
+
+        Args:
+            member_id: the Telegram user id.
+
+        Returns:
+            A hex HMAC-SHA256 (or the decimal id).
+        """
+        if not self._hash_ids:
+            return str(member_id)
+        return hmac.new(self._hash_key, str(member_id).encode("ascii"), hashlib.sha256).hexdigest()
+
+    def _now(self) -> str:
+        return self._clock().astimezone(UTC).isoformat(timespec="microseconds")
+
+    def log_question(
+        self, member_id: int, question: str, answer: Answer, chat_type: str | None = None
+    ) -> int:
+        """Record a question, the engine's answer and the passages it read.
+
+        Args:
+            member_id: the asker's Telegram user id (stored hashed unless hashing is off).
+            question: the question text (not stored when question storage is off).
+            answer: the engine's answer (or no-answer).
+            chat_type: ``private``, ``group``, ``supergroup`` (None from the shell).
+
+        Returns:
+            The question's id, used in the feedback buttons.
+        """
+        span = answer.span
+        row = (
+            self._now(), self.member_key(member_id), chat_type, question if self._keep_text else None,
+            answer.text, answer.passage.id if answer.passage else None,
+            span.start if span else None, span.end if span else None, answer.confidence,
+            answer.timings.total_ms, answer.timings.retrieval_ms, answer.timings.reading_ms,
+        )  # fmt: skip
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO questions (asked_at, member, chat_type, question, answer, passage_id,"
+                " span_start, span_end, confidence, latency_ms, retrieval_ms, reading_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            question_id = int(cursor.lastrowid)
+            self._log_retrieved(conn, question_id, answer)
+        return question_id
+
+    @staticmethod
+    def _log_retrieved(conn: sqlite3.Connection, question_id: int, answer: Answer) -> None:
+        """Keep the passages read for the question (texts once per content hash)."""
+        for rank, scored in enumerate(answer.retrieved):
+            p = scored.passage
+            conn.execute(
+                "INSERT OR IGNORE INTO passages (id, doc_id, title, source, text) VALUES (?, ?, ?, ?, ?)",
+                (p.id, p.doc_id, p.title, p.source, p.text),
+            )
+            conn.execute(
+                "INSERT INTO retrieved (question_id, rank, passage_id, bm25_score) VALUES (?, ?, ?, ?)",
+                (question_id, rank, p.id, scored.score),
+            )
+
+    def record_feedback(self, question_id: int, member_id: int, helpful: bool) -> bool:
+        """Record a member's vote on an answer; a second vote by the same member replaces the first.
+
+        Args:
+            question_id: the question the vote is about.
+            member_id: the voter's Telegram user id.
+            helpful: True for "helpful", False for "not helpful".
+
+        Returns:
+            False when there is no such question (e.g. an old button after the database was reset).
+        """
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM questions WHERE id = ?", (question_id,)).fetchone() is None:
+                return False
+            conn.execute(
+                "INSERT INTO feedback (question_id, member, helpful, voted_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (question_id, member) DO UPDATE SET helpful = excluded.helpful,"
+                " voted_at = excluded.voted_at",
+                (question_id, self.member_key(member_id), int(helpful), self._now()),
+            )
+        return True
+
+    def log_admin(self, member_id: int, command: str, allowed: bool, detail: str | None = None) -> None:
+        """Record an attempt at an admin command, allowed or refused.
+
+        Args:
+            member_id: who tried (stored like any member id).
+            command: the command name, e.g. ``reindex``.
+            allowed: whether the member is an admin.
+            detail: the outcome, e.g. counts or the error.
+        """
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO admin_actions (at, member, command, allowed, detail) VALUES (?, ?, ?, ?, ?)",
+                (self._now(), self.member_key(member_id), command, int(allowed), detail),
+            )
+
+    def admin_actions(self, limit: int = 100) -> list[AdminAction]:
+        """The latest admin command attempts, newest first.
+
+        Args:
+            limit: how many to return.
+
+        Returns:
+            The attempts.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT at, member, command, allowed, detail FROM admin_actions ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            AdminAction(at, member, command, bool(allowed), detail)
+            for at, member, command, allowed, detail in rows
+        ]
+
+    def stats(self) -> Stats:
+        """Questions, answered share, votes and median latency, for today (UTC) and all time.
+
+        Returns:
+            The two periods' counts.
+        """
+        midnight = self._clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with self._lock:
+            today = self._period_stats(midnight.isoformat(timespec="microseconds"))
+            all_time = self._period_stats("")
+        return Stats(today=today, all_time=all_time)
+
+    def _period_stats(self, since: str) -> PeriodStats:
+        """Counts over the questions asked at or after ``since`` (an ISO time; ``""`` for all)."""
+        questions, answered = self._conn.execute(
+            "SELECT COUNT(*), COUNT(answer) FROM questions WHERE asked_at >= ?", (since,)
+        ).fetchone()
+        helpful, not_helpful = self._conn.execute(
+            "SELECT COALESCE(SUM(f.helpful), 0), COALESCE(SUM(1 - f.helpful), 0)"
+            " FROM feedback f JOIN questions q ON q.id = f.question_id WHERE q.asked_at >= ?",
+            (since,),
+        ).fetchone()
+        return PeriodStats(questions, answered, helpful, not_helpful, self._median_latency(since, questions))
+
+    def _median_latency(self, since: str, count: int) -> float | None:
+        """The median of ``latency_ms`` over ``count`` rows, read in SQL (the middle one or two)."""
+        if count == 0:
+            return None
+        middle = self._conn.execute(
+            "SELECT latency_ms FROM questions WHERE asked_at >= ? ORDER BY latency_ms LIMIT ? OFFSET ?",
+            (since, 2 - count % 2, (count - 1) // 2),
+        ).fetchall()
+        return sum(row[0] for row in middle) / len(middle)
+
+    def questions_for_review(self) -> list[ReviewItem]:
+        """Questions voted "not helpful" by anyone, or left unanswered, with their contexts, oldest first.
+
+        Questions stored without text are left out: there is nothing to annotate.
+
+        Returns:
+            The items, each with the passages the reader read.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT q.id, q.asked_at, q.question, q.answer, q.passage_id, q.span_start, q.span_end,"
+                " q.confidence,"
+                " (SELECT COUNT(*) FROM feedback f WHERE f.question_id = q.id AND f.helpful = 0) AS votes"
+                " FROM questions q WHERE q.question IS NOT NULL AND (q.answer IS NULL OR votes > 0)"
+                " ORDER BY q.id"
+            ).fetchall()
+            return [ReviewItem(*row, contexts=self._contexts(row[0])) for row in rows]
+
+    def _contexts(self, question_id: int) -> tuple[StoredPassage, ...]:
+        """The passages retrieved for a question, best BM25 first."""
+        rows = self._conn.execute(
+            "SELECT p.id, p.doc_id, p.title, p.source, p.text, r.bm25_score FROM retrieved r"
+            " JOIN passages p ON p.id = r.passage_id WHERE r.question_id = ? ORDER BY r.rank",
+            (question_id,),
+        ).fetchall()
+        return tuple(StoredPassage(*row) for row in rows)

@@ -1,0 +1,192 @@
+"""The answer engine: fusion maths, sentences, thresholds, one batched read, reload and reindex."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.engine import AnswerEngine, fuse_candidates, normalise_bm25, sentence_around, softmax_with_null
+from finetune.types import Reading, Span
+from retrieval import ScoredPassage, build_index
+from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, corpus_passages, make_settings, write_corpus_docs
+
+
+def make_engine(tmp_path: Path, reader: FakeReader | None = None, **overrides) -> AnswerEngine:
+    settings = make_settings(tmp_path, **overrides)
+    return AnswerEngine(settings, reader=reader or FakeReader(), index=FakeIndex())
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+def test_softmax_with_null_leaves_mass_for_no_answer() -> None:
+    probs = softmax_with_null([2.0, 1.0], null_score=2.0)
+    assert probs[0] > probs[1]
+    assert sum(probs) == pytest.approx(1 - math.exp(2) / (2 * math.exp(2) + math.exp(1)))
+
+
+def test_softmax_without_null_sums_to_one_and_survives_huge_logits() -> None:
+    probs = softmax_with_null([1000.0, 999.0], null_score=-math.inf)
+    assert sum(probs) == pytest.approx(1.0)
+    assert probs[0] > probs[1]
+
+
+def test_normalise_bm25_is_monotone_in_zero_one() -> None:
+    assert normalise_bm25(0.0, 10.0) == 0.0
+    assert normalise_bm25(-3.0, 10.0) == 0.0
+    assert normalise_bm25(10.0, 10.0) == pytest.approx(0.5)
+    assert 0.5 < normalise_bm25(30.0, 10.0) < normalise_bm25(300.0, 10.0) < 1.0
+
+
+def _reading(score: float) -> Reading:
+    return Reading((Span("x", 0, 1, score, 0.5),), no_answer_score=-5.0)
+
+
+def test_fusion_mu_weighs_reader_against_bm25(tmp_path: Path) -> None:
+    passages = corpus_passages()
+    # Passage 0: strong BM25, weak span; passage 1: weak BM25, strong span.
+    retrieved = [ScoredPassage(passages[0], 40.0), ScoredPassage(passages[1], 1.0)]
+    readings = [_reading(1.0), _reading(6.0)]
+    reader_only = fuse_candidates(retrieved, readings, make_settings(tmp_path, fusion_mu=1.0))
+    bm25_only = fuse_candidates(retrieved, readings, make_settings(tmp_path, fusion_mu=0.0))
+    assert reader_only[0].passage_index == 1
+    assert bm25_only[0].passage_index == 0
+    mixed = fuse_candidates(retrieved, readings, make_settings(tmp_path, fusion_mu=0.5))
+    for c in mixed:
+        assert c.fused == pytest.approx(0.5 * c.reader + 0.5 * c.bm25)
+        assert 0.0 <= c.fused <= 1.0
+
+
+def test_fusion_rejects_mismatched_readings(tmp_path: Path) -> None:
+    retrieved = [ScoredPassage(p, 1.0) for p in corpus_passages()]
+    with pytest.raises(ValueError, match="2 readings for 3 passages"):
+        fuse_candidates(retrieved, [_reading(1.0)] * 2, make_settings(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("needle", "expected"),
+    [
+        ("First", "First one."),
+        ("middle", "The middle one is here!"),
+        ("end", "Is this the end?"),
+        ("here! Is", "The middle one is here! Is this the end?"),
+    ],
+)
+def test_sentence_around_finds_the_sentences_holding_the_span(needle: str, expected: str) -> None:
+    text = "First one. The middle one is here! Is this the end?"
+    start = text.index(needle)
+    assert sentence_around(text, start, start + len(needle)) == expected
+
+
+# --- answering --------------------------------------------------------------------------------
+
+
+def test_answer_carries_span_sentence_source_and_timings(tmp_path: Path) -> None:
+    reader = FakeReader()
+    engine = make_engine(tmp_path, reader)
+    answer = engine.answer("What is brittle diabetes characterized by?")
+    title, source, text, phrase, _ = CORPUS[0]
+    assert answer.answered
+    assert answer.text == phrase
+    assert answer.title == title and answer.source == source
+    assert answer.passage is not None and answer.passage.text == text
+    assert answer.span is not None and text[answer.span.start : answer.span.end] == phrase
+    assert (
+        answer.sentence == "Brittle diabetes is characterized by severe instability of blood glucose levels."
+    )
+    assert 0.0 < answer.confidence <= 1.0
+    assert answer.timings.total_ms >= answer.timings.reading_ms >= 0.0
+    assert answer.retrieved[0].passage == answer.passage
+    assert reader.warmed
+
+
+def test_all_retrieved_passages_are_read_in_one_batched_call(tmp_path: Path) -> None:
+    reader = FakeReader()
+    engine = make_engine(tmp_path, reader, top_k=3)
+    answer = engine.answer("diabetes insulin pancreas syndrome blood")  # matches all three passages
+    assert len(answer.retrieved) == 3
+    assert reader.calls == [("diabetes insulin pancreas syndrome blood", 3)]
+
+
+def test_below_threshold_no_answer_points_to_best_passage(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, FakeReader({}))
+    answer = engine.answer("Is brittle diabetes rare?")
+    assert not answer.answered
+    assert answer.span is None and answer.sentence is None
+    assert answer.title == CORPUS[0][0]
+    assert answer.source == CORPUS[0][1]
+
+
+def test_high_threshold_refuses_even_a_found_span(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, min_confidence=0.99)
+    answer = engine.answer("What is brittle diabetes characterized by?")
+    assert answer.text is None
+    assert answer.passage is not None and answer.passage.title == CORPUS[0][0]
+    assert answer.confidence < 0.99
+
+
+def test_nothing_retrieved_gives_no_answer_without_passage(tmp_path: Path) -> None:
+    reader = FakeReader()
+    engine = make_engine(tmp_path, reader)
+    answer = engine.answer("zebra quantum?")
+    assert answer.text is None and answer.passage is None and answer.title is None
+    assert answer.confidence == 0.0
+    assert reader.calls == []
+
+
+def test_empty_question_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        make_engine(tmp_path).answer("   ")
+
+
+# --- reload -----------------------------------------------------------------------------------
+
+
+def test_warm_up_loads_the_real_index_from_settings(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
+    engine = AnswerEngine(settings, reader=FakeReader())
+    answer = engine.answer("What is an insulinoma?")
+    assert engine.is_warm
+    assert answer.text == CORPUS[1][3]
+    assert answer.title == CORPUS[1][0] and answer.source == CORPUS[1][1]
+    assert answer.sentence == "An insulinoma is a tumor of the pancreas that produces too much insulin."
+
+
+def test_reload_swaps_the_reader_without_dropping_a_request_in_flight(tmp_path: Path) -> None:
+    old, new = FakeReader(delay_s=0.5, name="old"), FakeReader(name="new")
+    settings = make_settings(tmp_path)
+    build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
+    made_from = []
+    engine = AnswerEngine(
+        settings, reader=old, index=FakeIndex(), reader_factory=lambda d: made_from.append(d) or new
+    )
+    engine.warm_up()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(engine.answer("What is an insulinoma?")))
+    worker.start()
+    time.sleep(0.1)  # the request is now inside old.read()
+    engine.reload()
+    assert worker.is_alive()  # reload did not wait for (or break) the request in flight
+    worker.join()
+    assert results[0].text == CORPUS[1][3]
+    assert made_from == [settings.served_model_dir()]
+    assert engine.answer("What is an insulinoma?").text == CORPUS[1][3]
+    assert len(new.calls) == 1 and len(old.calls) == 1
+
+
+def test_reindex_builds_and_serves_the_new_documents(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    docs = write_corpus_docs(settings.docs_dir)
+    build_index(docs, settings.index_dir)
+    engine = AnswerEngine(settings, reader=FakeReader({"stevia": "leaves of the plant"}))
+    assert engine.answer("What is stevia made from?").passage is None
+    (docs / "stevia.md").write_text("# Stevia\n\nStevia is a sweetener made from the leaves of the plant.\n")
+    report = engine.reindex()
+    assert (report.documents, report.skipped) == (4, [])
+    answer = engine.answer("What is stevia made from?")
+    assert answer.text == "leaves of the plant" and answer.title == "Stevia" and answer.source is None

@@ -1,0 +1,149 @@
+"""The SQLite store: migrations, privacy, feedback, admin log, stats and the review query."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.engine import Answer, AnswerEngine, Timings
+from bot.migrations import MIGRATIONS, migrate
+from bot.store import Store
+from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, make_settings
+
+NOW = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
+ANSWERED = "What is brittle diabetes characterized by?"
+UNANSWERED = "Is brittle diabetes rare?"
+
+
+class Clock:
+    def __init__(self, now: datetime = NOW):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> AnswerEngine:
+    return AnswerEngine(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
+
+
+def make_store(tmp_path: Path, clock: Clock | None = None, **overrides) -> Store:
+    return Store(make_settings(tmp_path, **overrides), clock=clock or Clock())
+
+
+def columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def with_latency(answer: Answer, ms: float) -> Answer:
+    return Answer(**{**answer.__dict__, "timings": Timings(0.0, 0.0, ms)})
+
+
+def test_blank_database_gets_the_full_schema_in_wal_mode(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == [m.__name__ for m in MIGRATIONS]
+    assert columns(conn, "feedback") == ["question_id", "member", "helpful", "voted_at"]
+    assert columns(conn, "retrieved") == ["question_id", "rank", "passage_id", "bm25_score"]
+    assert "latency_ms" in columns(conn, "questions")
+
+
+def test_migrations_run_once(tmp_path: Path) -> None:
+    make_store(tmp_path).close()
+    conn = sqlite3.connect(make_settings(tmp_path).db_path, isolation_level=None)
+    assert migrate(conn) == []
+
+
+def test_member_ids_are_hashed_with_a_kept_key(tmp_path: Path, engine: AnswerEngine) -> None:
+    store = make_store(tmp_path)
+    store.log_question(42, ANSWERED, engine.answer(ANSWERED))
+    hashed = store.member_key(42)
+    assert hashed != "42" and len(hashed) == 64
+    assert hashed != store.member_key(43)
+    store.close()
+    assert make_store(tmp_path).member_key(42) == hashed  # same generated key after a restart
+    assert make_store(tmp_path, member_hash_key="another-secret").member_key(42) != hashed
+    row = sqlite3.connect(store.path).execute("SELECT member, question FROM questions").fetchone()
+    assert row == (hashed, ANSWERED)
+
+
+def test_privacy_switches_keep_plain_ids_and_drop_question_text(tmp_path: Path, engine: AnswerEngine) -> None:
+    store = make_store(tmp_path, hash_member_ids=False, store_question_text=False)
+    store.log_question(42, ANSWERED, engine.answer(ANSWERED))
+    row = sqlite3.connect(store.path).execute("SELECT member, question, answer FROM questions").fetchone()
+    assert row == ("42", None, CORPUS[0][3])
+
+
+def test_feedback_is_one_vote_per_member_latest_wins(tmp_path: Path, engine: AnswerEngine) -> None:
+    store = make_store(tmp_path)
+    qid = store.log_question(1, ANSWERED, engine.answer(ANSWERED))
+    assert store.record_feedback(qid, member_id=7, helpful=True)
+    assert store.record_feedback(qid, member_id=7, helpful=False)
+    assert store.record_feedback(qid, member_id=8, helpful=True)
+    assert not store.record_feedback(qid + 100, member_id=7, helpful=True)
+    stats = store.stats().all_time
+    assert (stats.helpful, stats.not_helpful) == (1, 1)
+
+
+def test_admin_attempts_are_logged_allowed_or_refused(tmp_path: Path) -> None:
+    store = make_store(tmp_path, hash_member_ids=False)
+    store.log_admin(5, "reindex", allowed=False)
+    store.log_admin(1, "stats", allowed=True, detail="ok")
+    actions = store.admin_actions()
+    assert [(a.member, a.command, a.allowed, a.detail) for a in actions] == [
+        ("1", "stats", True, "ok"),
+        ("5", "reindex", False, None),
+    ]
+
+
+def test_stats_today_and_all_time(tmp_path: Path, engine: AnswerEngine) -> None:
+    clock = Clock(NOW - timedelta(days=1))
+    store = make_store(tmp_path, clock)
+    store.log_question(1, UNANSWERED, with_latency(engine.answer(UNANSWERED), 100.0))
+    clock.now = NOW
+    first = store.log_question(1, ANSWERED, with_latency(engine.answer(ANSWERED), 10.0))
+    store.log_question(2, ANSWERED, with_latency(engine.answer(ANSWERED), 30.0))
+    store.record_feedback(first, 1, helpful=True)
+    stats = store.stats()
+    assert (stats.today.questions, stats.today.answered, stats.today.helpful) == (2, 2, 1)
+    assert stats.today.median_latency_ms == pytest.approx(20.0)  # even count: mean of the middle two
+    assert (stats.all_time.questions, stats.all_time.answered) == (3, 2)
+    assert stats.all_time.answered_share == pytest.approx(2 / 3)
+    assert stats.all_time.median_latency_ms == pytest.approx(30.0)
+
+
+def test_empty_stats(tmp_path: Path) -> None:
+    stats = make_store(tmp_path).stats()
+    assert stats.all_time.questions == 0
+    assert stats.all_time.median_latency_ms is None
+    assert stats.today.answered_share == 0.0
+
+
+def test_review_lists_unanswered_and_unhelpful_with_their_contexts(
+    tmp_path: Path, engine: AnswerEngine
+) -> None:
+    store = make_store(tmp_path)
+    liked = store.log_question(1, ANSWERED, engine.answer(ANSWERED))
+    disliked = store.log_question(2, ANSWERED + " (again)", engine.answer(ANSWERED))
+    unanswered = store.log_question(3, UNANSWERED, engine.answer(UNANSWERED))
+    store.record_feedback(liked, 1, helpful=True)
+    store.record_feedback(disliked, 2, helpful=False)
+    items = store.questions_for_review()
+    assert [i.question_id for i in items] == [disliked, unanswered]
+    bad, none = items
+    assert bad.answer == CORPUS[0][3] and bad.not_helpful_votes == 1
+    assert bad.contexts[0].text == CORPUS[0][2]
+    assert bad.contexts[0].text[bad.span_start : bad.span_end] == bad.answer
+    assert none.answer is None and none.span_start is None
+    assert none.contexts and none.passage_id == none.contexts[0].id
+
+
+def test_review_skips_questions_stored_without_text(tmp_path: Path, engine: AnswerEngine) -> None:
+    store = make_store(tmp_path, store_question_text=False)
+    store.log_question(3, UNANSWERED, engine.answer(UNANSWERED))
+    assert store.questions_for_review() == []
