@@ -60,7 +60,7 @@ def main(
 
 
 def _fail(message: str) -> typer.Exit:
-    stderr.print(f"error: {message}", markup=False, highlight=False)
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
 
 
