@@ -10,13 +10,20 @@ passages by shared content words. Both honour the real interfaces (``finetune.ty
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from telegram.ext import Application
+
+from bot.app import ALLOWED_UPDATES, build_application, post_init, webhook_secret
 from bot.config import Settings
+from bot.engine import AnswerEngine
+from bot.store import Store
 from finetune.types import Reading, Span
 from retrieval import Passage, ScoredPassage
 from retrieval.passages import content_id
@@ -150,3 +157,49 @@ def write_corpus_docs(docs_dir: Path) -> Path:
     for i, (title, source, text, *_) in enumerate(CORPUS):
         (docs_dir / f"doc-{i}.md").write_text(f"# {title}\n\nSource: {source}\n\n{text}\n", encoding="utf-8")
     return docs_dir
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def running_bot(
+    settings: Settings, engine: AnswerEngine, store: Store, *, webhook: bool = False
+) -> AsyncIterator[Application]:
+    """Run the real application inside the test's event loop: what ``run_polling``/``run_webhook`` do,
+    minus their signal handling and loop management.
+
+    Args:
+        settings: must point ``telegram_base_url`` at a FakeTelegram.
+        engine: the answer engine.
+        store: the store.
+        webhook: receive updates on a local webhook (the fake POSTs them) instead of long polling.
+    """
+    application = build_application(settings, engine, store)
+    await application.initialize()
+    await post_init(application)
+    await application.start()
+    if webhook:
+        port = free_port()
+        await application.updater.start_webhook(
+            listen="127.0.0.1",
+            port=port,
+            url_path="telegram",
+            webhook_url=f"http://127.0.0.1:{port}/telegram",
+            secret_token=webhook_secret(settings),
+            allowed_updates=ALLOWED_UPDATES,
+        )
+    else:
+        await application.updater.start_polling(
+            poll_interval=0.0, timeout=settings.polling_timeout, allowed_updates=ALLOWED_UPDATES
+        )
+    try:
+        yield application
+    finally:
+        await application.updater.stop()
+        await application.stop()
+        await application.shutdown()

@@ -1,0 +1,159 @@
+"""The Telegram application: builder settings, handler wiring, polling and webhook runners, logging.
+
+Long polling is the default (works behind any firewall); webhook mode needs a public HTTPS URL that a
+reverse proxy forwards to ``HELPLINE_WEBHOOK_LISTEN:HELPLINE_WEBHOOK_PORT``, and checks Telegram's
+``X-Telegram-Bot-Api-Secret-Token`` header against a secret only the bot and Telegram know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from urllib.parse import urlparse
+
+from telegram import BotCommand, Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import handlers
+from bot.config import Settings
+from bot.engine import AnswerEngine
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+# Only what the handlers use: new messages and button presses (edits and reactions are ignored).
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+COMMANDS = [
+    BotCommand("start", "Welcome and what I know"),
+    BotCommand("help", "How to ask"),
+    BotCommand("ask", "Ask a question (in groups)"),
+]
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter that replaces the bot token wherever it appears (URLs in errors, tracebacks)."""
+
+    def __init__(self, secret: str | None, fmt: str = LOG_FORMAT):
+        super().__init__(fmt)
+        self._secret = secret
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace(self._secret, "[token]") if self._secret else text
+
+
+def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
+    """Log to stderr, with the token redacted and httpx (which logs every URL) turned down.
+
+    Args:
+        settings: for the token to redact.
+        level: the root log level.
+    """
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else None
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter(token))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def build_application(settings: Settings, engine: AnswerEngine, store: Store) -> Application:
+    """Build the bot: Bot API base URL, rate limiter, concurrency, handlers, and warm-up on start.
+
+    Args:
+        settings: token, base URL, limits.
+        engine: answers questions (warmed up in ``post_init`` if it is not yet).
+        store: logs questions, votes and admin commands.
+
+    Returns:
+        The application, ready for ``run_polling``/``run_webhook`` (or manual start in tests).
+    """
+    if settings.telegram_bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_base_url)
+        # Waits out Telegram's flood limits, and after a 429 sleeps retry_after before retrying.
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.telegram_max_rate, max_retries=settings.telegram_max_retries
+            )
+        )
+        .concurrent_updates(settings.concurrent_updates)
+        .post_init(post_init)
+        .build()
+    )
+    application.bot_data[handlers.SERVICES_KEY] = handlers.Services.create(settings, engine, store)
+    register_handlers(application)
+    return application
+
+
+def register_handlers(application: Application) -> None:
+    """Wire every handler (order matters: commands before the text catch-all)."""
+    new_messages = filters.UpdateType.MESSAGE
+    private = filters.ChatType.PRIVATE
+    for name, callback in (
+        ("start", handlers.start),
+        ("help", handlers.help_command),
+        ("ask", handlers.ask),
+        ("reindex", handlers.reindex),
+        ("reload", handlers.reload),
+        ("stats", handlers.stats),
+    ):
+        application.add_handler(CommandHandler(name, callback, filters=new_messages))
+    application.add_handler(CallbackQueryHandler(handlers.on_feedback))
+    application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, handlers.on_text))
+    application.add_handler(
+        MessageHandler(new_messages & private & filters.COMMAND, handlers.on_unknown_command)
+    )
+    not_text = ~filters.TEXT & ~filters.StatusUpdate.ALL
+    application.add_handler(MessageHandler(new_messages & private & not_text, handlers.on_not_text))
+    application.add_error_handler(handlers.on_error)
+
+
+async def post_init(application: Application) -> None:
+    """Before the first update: load the model and index, and publish the command menu."""
+    svc: handlers.Services = application.bot_data[handlers.SERVICES_KEY]
+    await asyncio.to_thread(svc.engine.warm_up)
+    await application.bot.set_my_commands(COMMANDS)
+    logger.info("bot @%s ready", application.bot.username)
+
+
+def run_polling(application: Application, settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, fetching updates by long polling."""
+    application.run_polling(timeout=settings.polling_timeout, allowed_updates=ALLOWED_UPDATES)
+
+
+def webhook_secret(settings: Settings) -> str:
+    """``HELPLINE_WEBHOOK_SECRET``, or a fresh random one (1-256 chars of A-Z a-z 0-9 _ -)."""
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value()
+    return secrets.token_urlsafe(32)
+
+
+def run_webhook(application: Application, settings: Settings, webhook_url: str) -> None:
+    """Run until SIGINT/SIGTERM, receiving updates on ``webhook_url`` (registered with Telegram).
+
+    Args:
+        application: the built application.
+        settings: where to listen (``webhook_listen``, ``webhook_port``) and the secret.
+        webhook_url: the public URL; its path is the path the local server serves.
+    """
+    application.run_webhook(
+        listen=settings.webhook_listen,
+        port=settings.webhook_port,
+        url_path=urlparse(webhook_url).path.strip("/"),
+        webhook_url=webhook_url,
+        secret_token=webhook_secret(settings),
+        allowed_updates=ALLOWED_UPDATES,
+    )
