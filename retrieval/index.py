@@ -138,20 +138,27 @@ class _Scorer:
 
 
 def _invert(doc_freqs: Sequence[dict[str, int]]) -> dict[str, _Postings]:
-    """Term -> postings, from rank-bm25's per-passage term counts."""
-    ids: dict[str, list[int]] = {}
-    counts: dict[str, list[int]] = {}
-    for passage_id, frequencies in enumerate(doc_freqs):
-        for term, count in frequencies.items():
-            if term in ids:
-                ids[term].append(passage_id)
-                counts[term].append(count)
-            else:
-                ids[term] = [passage_id]
-                counts[term] = [count]
+    """Term -> postings, from rank-bm25's per-passage term counts.
+
+    Built as three flat arrays (term, passage, count) sorted by term; each term's postings are
+    views into them, which is faster to build and smaller than one pair of lists per term.
+    """
+    term_ids: dict[str, int] = {}
+    flat_terms: list[int] = []
+    flat_counts: list[int] = []
+    lengths: list[int] = []
+    for frequencies in doc_freqs:
+        flat_terms.extend([term_ids.setdefault(term, len(term_ids)) for term in frequencies])
+        flat_counts.extend(frequencies.values())
+        lengths.append(len(frequencies))
+    terms = np.array(flat_terms, dtype=np.int64)
+    order = np.argsort(terms, kind="stable")  # stable: passage ids stay ascending within a term
+    passages = np.repeat(np.arange(len(doc_freqs), dtype=np.int64), lengths)[order]
+    counts = np.array(flat_counts, dtype=np.float64)[order]
+    bounds = np.searchsorted(terms[order], np.arange(len(term_ids) + 1))
     return {
-        term: _Postings(np.array(ids[term], dtype=np.int64), np.array(counts[term], dtype=np.float64))
-        for term in ids
+        term: _Postings(passages[bounds[i] : bounds[i + 1]], counts[bounds[i] : bounds[i + 1]])
+        for term, i in term_ids.items()
     }
 
 

@@ -10,7 +10,9 @@ Loading re-tokenises the passages and rebuilds the BM25 model (no pickle to trus
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -18,7 +20,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,18 +259,37 @@ def build_index(
     documents, skipped = read_folder(docs_dir, on_file)
     if not documents:
         raise IndexBuildError(f"no readable documents in {docs_dir} ({len(skipped)} files skipped)")
-    previous = _previous_passages(index_dir, settings)
-    passages, records, reused = _chunk_all(documents, settings, previous)
-    manifest_fields = {"settings": settings, "documents": tuple(records), "skipped": tuple(skipped)}
-    _write_and_swap(index_dir, _unique(passages), manifest_fields, progress)
+    with _build_lock(index_dir):
+        previous = _previous_passages(index_dir, settings)
+        passages, records, reused = _chunk_all(documents, settings, previous)
+        manifest_fields = {"settings": settings, "documents": tuple(records), "skipped": tuple(skipped)}
+        _write_and_swap(index_dir, unique_passages(passages), manifest_fields, progress)
     return IndexReport(
         documents=len(documents),
-        passages=len(_unique(passages)),
+        passages=len(unique_passages(passages)),
         skipped=skipped,
         seconds=round(time.perf_counter() - started, 3),
         reused_documents=reused,
         index_dir=str(index_dir),
     )
+
+
+@contextlib.contextmanager
+def _build_lock(index_dir: Path) -> Iterator[None]:
+    """One build at a time per index (the CLI and the bot's /reindex may overlap): a concurrent build
+    would delete the other's generation when it cleans up."""
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(index_dir.parent / f".{index_dir.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBuildError(
+                f"another build of {index_dir} is running; try again when it ends"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _check_target(index_dir: Path) -> None:
@@ -338,7 +359,7 @@ def _chunk_all(
     return passages, records, reused
 
 
-def _unique(passages: Iterable[Passage]) -> list[Passage]:
+def unique_passages(passages: Iterable[Passage]) -> list[Passage]:
     """Drop repeated passages (same text, same id): the sources repeat some paragraphs verbatim,
     and a repeat would only take a top-k slot from a different passage."""
     seen: set[str] = set()

@@ -37,7 +37,7 @@ def built(docs: Path, tmp_path: Path) -> Path:
 
 
 def _siblings(index_dir: Path) -> set[str]:
-    return {p.name for p in index_dir.parent.iterdir()}
+    return {p.name for p in index_dir.parent.iterdir() if not p.name.endswith(".lock")}
 
 
 def test_build_reports_and_load_searches(docs: Path, tmp_path: Path) -> None:
@@ -114,6 +114,12 @@ def test_an_interrupt_mid_build_cleans_up_too(
     with pytest.raises(KeyboardInterrupt):
         build_index(docs, built)
     assert _siblings(built) == before and load_index(built)
+
+
+def test_a_second_concurrent_build_is_refused(built: Path, docs: Path) -> None:
+    with store_module._build_lock(built), pytest.raises(RetrievalError, match="another build"):
+        build_index(docs, built)
+    assert build_index(docs, built).documents == len(INDEXED)  # the lock is released afterwards
 
 
 def test_missing_index_is_refused_with_the_fix(tmp_path: Path) -> None:
