@@ -1,0 +1,111 @@
+"""Windows and labels: char span -> token labels -> char span, across sliding windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finetune.features import (
+    NO_OFFSET,
+    WindowSettings,
+    count_multi_window,
+    prepare_eval_features,
+    prepare_train_features,
+)
+from finetune.squad import GoldAnswer, SquadExample
+from tests.finetune_fixtures import CONTEXT_A1C, CONTEXT_FOOT, CONTEXT_INSULIN, make_tokenizer
+
+# Three sentences: at 24 tokens a window holds only part of this context.
+LONG_CONTEXT = f"{CONTEXT_INSULIN} {CONTEXT_A1C} {CONTEXT_FOOT}"
+SMALL_WINDOWS = WindowSettings(max_seq_length=24, doc_stride=8)
+
+
+def _example(
+    answer: str | None, context: str = LONG_CONTEXT, question: str = "What is insulin?"
+) -> SquadExample:
+    answers = () if answer is None else (GoldAnswer(answer, context.index(answer)),)
+    return SquadExample("id", "title", context, question, answers, "test.json")
+
+
+def _decoded(window_offsets: np.ndarray, start: int, end: int, context: str) -> str:
+    return context[window_offsets[start, 0] : window_offsets[end, 1]]
+
+
+@pytest.mark.parametrize("answer", ["a hormone", "average blood sugar", "blisters and swelling"])
+def test_labels_round_trip_to_the_answer_text_in_every_window_that_holds_it(answer: str) -> None:
+    tokenizer = make_tokenizer()
+    example = _example(answer)
+    features = prepare_train_features(tokenizer, [example], SMALL_WINDOWS)
+    windows = prepare_eval_features(tokenizer, [example.question], [example.context], SMALL_WINDOWS)
+    assert len(features) == len(windows) > 2
+    holding = [i for i, f in enumerate(features) if f.start_position != 0]
+    assert holding, "no window was labelled with the answer"
+    for i in holding:
+        feature = features[i]
+        assert 0 < feature.start_position <= feature.end_position
+        assert (
+            _decoded(windows[i].offsets, feature.start_position, feature.end_position, example.context)
+            == answer
+        )
+    for i in set(range(len(features))) - set(holding):  # windows without the whole answer point at CLS
+        assert features[i].start_position == features[i].end_position == 0
+        offsets = windows[i].offsets[windows[i].context_mask]
+        start = example.context.index(answer)
+        assert not (offsets[:, 0].min() <= start and offsets[:, 1].max() >= start + len(answer))
+
+
+def test_an_answer_only_in_the_second_window_is_labelled_there() -> None:
+    tokenizer = make_tokenizer()
+    answer = "average blood sugar"
+    example = _example(answer)
+    features = prepare_train_features(tokenizer, [example], SMALL_WINDOWS)
+    windows = prepare_eval_features(tokenizer, [example.question], [example.context], SMALL_WINDOWS)
+    assert features[0].start_position == features[0].end_position == 0  # not in the first window
+    second = features[1]
+    assert second.start_position != 0
+    assert _decoded(windows[1].offsets, second.start_position, second.end_position, example.context) == answer
+
+
+def test_unanswerable_examples_point_every_window_at_cls() -> None:
+    features = prepare_train_features(make_tokenizer(), [_example(None)], SMALL_WINDOWS)
+    assert len(features) > 1
+    assert all(f.start_position == f.end_position == 0 for f in features)
+
+
+def test_eval_windows_offsets_cover_only_the_context() -> None:
+    tokenizer = make_tokenizer()
+    windows = prepare_eval_features(tokenizer, ["What is insulin?"], [LONG_CONTEXT], SMALL_WINDOWS)
+    for window in windows:
+        assert len(window.input_ids) <= SMALL_WINDOWS.max_seq_length
+        assert window.input_ids[window.cls_index] == tokenizer.cls_token_id
+        context = window.context_mask
+        # question tokens, CLS and SEP carry no offset; context tokens do, in increasing order
+        assert not context[: 1 + len(tokenizer.tokenize("What is insulin?")) + 1].any()
+        assert (window.offsets[~context] == NO_OFFSET).all()
+        assert (np.diff(window.offsets[context, 0]) > 0).all()
+        assert (window.token_type_ids[context] == 1).all()
+    # consecutive windows overlap, so no context token is lost between them
+    for first, second in zip(windows, windows[1:], strict=False):
+        assert second.offsets[second.context_mask, 0].min() <= first.offsets[first.context_mask, 0].max()
+
+
+def test_eval_windows_name_their_pair() -> None:
+    windows = prepare_eval_features(
+        make_tokenizer(), ["q one?", "q two?"], [LONG_CONTEXT, CONTEXT_A1C], SMALL_WINDOWS
+    )
+    indices = [w.example_index for w in windows]
+    assert indices == sorted(indices) and set(indices) == {0, 1} and indices.count(1) == 1
+
+
+def test_count_multi_window() -> None:
+    count = count_multi_window(
+        make_tokenizer(), ["q?", "q?", "q?"], [LONG_CONTEXT, CONTEXT_A1C, LONG_CONTEXT], SMALL_WINDOWS
+    )
+    assert count == 2
+
+
+def test_mismatched_inputs_and_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="2 questions but 1 contexts"):
+        prepare_eval_features(make_tokenizer(), ["a", "b"], ["c"], SMALL_WINDOWS)
+    with pytest.raises(ValueError, match="doc_stride"):
+        WindowSettings(max_seq_length=64, doc_stride=64)
