@@ -2,3 +2,5 @@
 
 The only package that imports telegram (and only in app.py, handlers.py and formatting.py).
 """
+
+__version__ = "0.1.0"

@@ -13,6 +13,7 @@ import secrets
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -38,6 +39,10 @@ COMMANDS = [
     BotCommand("ask", "Ask a question (in groups)"),
 ]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class StartupError(RuntimeError):
+    """The bot could not start; the message says what to fix (and never holds the token)."""
 
 
 class RedactingFormatter(logging.Formatter):
@@ -127,6 +132,40 @@ async def post_init(application: Application) -> None:
     await asyncio.to_thread(svc.engine.warm_up)
     await application.bot.set_my_commands(COMMANDS)
     logger.info("bot @%s ready", application.bot.username)
+
+
+def run_bot(application: Application, settings: Settings, webhook_url: str | None = None) -> None:
+    """Run until SIGINT/SIGTERM (both stop it cleanly): long polling, or a webhook when a URL is given.
+
+    Args:
+        application: the built application.
+        settings: polling timeout, webhook listen address and secret.
+        webhook_url: the public webhook URL; None for long polling.
+
+    Raises:
+        StartupError: Telegram refused the token, or the Bot API could not be reached at start.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # run_polling/run_webhook take the current loop and close it at the end
+    try:
+        # Ask Telegram about the token once, directly: inside run_polling a rejected token is also logged
+        # with a full traceback by PTB's retry loop. (Bot.initialize is idempotent: the app skips it later.)
+        loop.run_until_complete(application.bot.initialize())
+        if webhook_url is None:
+            run_polling(application, settings)
+        else:
+            run_webhook(application, settings, webhook_url)
+    except InvalidToken as e:
+        loop.close()
+        raise StartupError(
+            "Telegram rejected TELEGRAM_BOT_TOKEN: copy the token again from @BotFather"
+        ) from e
+    except NetworkError as e:
+        loop.close()
+        url = settings.telegram_base_url
+        raise StartupError(
+            f"cannot reach the Bot API at {url} (TELEGRAM_BASE_URL): {type(e).__name__}"
+        ) from e
 
 
 def run_polling(application: Application, settings: Settings) -> None:

@@ -1,0 +1,244 @@
+"""``bot``: run the Telegram helpline, or ask it questions from the shell.
+
+Settings come from the environment or ``.env`` (see ARCHITECTURE.md); options given here override them.
+
+Start-up policy for the index: when ``HELPLINE_INDEX_DIR`` is the default (``var/index``), does not
+exist yet and ``HELPLINE_DOCS_DIR`` does, the index is built from the documents first, so that a fresh
+checkout answers with the bundled documents out of the box. An index that exists but does not load,
+or a custom index path that is missing, is never rebuilt behind the admin's back: the command stops
+and says which ``retrieval index`` command to run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+import typer
+from pydantic import ValidationError
+
+from bot import __version__
+from bot.config import Settings
+from bot.engine import Answer, AnswerEngine
+from bot.store import Store
+from retrieval import IndexLoadError, build_index
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(help="The Helpline Telegram bot and its answer pipeline.", no_args_is_help=True)
+
+# What @BotFather hands out: the bot's numeric id, a colon, then letters, digits, '_' and '-'.
+TOKEN_SHAPE = re.compile(r"^\d+:[\w-]+$")
+ARTIFACTS = "Artifacts (override HELPLINE_* variables)"
+
+ModelDirOption = Annotated[
+    Path | None,
+    typer.Option("--model-dir", help="Reader to serve [HELPLINE_MODEL_DIR].", rich_help_panel=ARTIFACTS),
+]
+IndexDirOption = Annotated[
+    Path | None,
+    typer.Option("--index-dir", help="BM25 index [HELPLINE_INDEX_DIR].", rich_help_panel=ARTIFACTS),
+]
+DocsDirOption = Annotated[
+    Path | None,
+    typer.Option("--docs-dir", help="Documents for /reindex [HELPLINE_DOCS_DIR].", rich_help_panel=ARTIFACTS),
+]
+DbOption = Annotated[
+    Path | None, typer.Option("--db", help="SQLite database [HELPLINE_DB].", rich_help_panel=ARTIFACTS)
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """The Helpline Telegram bot and its answer pipeline."""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def load_settings(**overrides: Path | None) -> Settings:
+    """Settings from the environment and ``.env``, with the non-None command-line ``overrides`` on top.
+
+    Raises:
+        typer.Exit: a variable has a bad value (the message names it).
+    """
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        raise _fail(f"bad setting {name}: {first['msg']}") from None
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return settings.model_copy(update=given)
+
+
+def check_token(settings: Settings) -> None:
+    """Stop with a fix-it message when the token is missing or not shaped like a bot token."""
+    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
+        raise _fail("TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its token in .env")
+    if not TOKEN_SHAPE.match(settings.telegram_bot_token.get_secret_value()):
+        raise _fail("TELEGRAM_BOT_TOKEN does not look like a bot token (digits:characters, from @BotFather)")
+
+
+def check_model(settings: Settings) -> None:
+    """Stop when neither ``model_dir`` nor the shipped reader holds a model."""
+    served = settings.served_model_dir()
+    if not (served / "config.json").is_file():
+        raise _fail(
+            f"no reader model in {settings.model_dir} (HELPLINE_MODEL_DIR or --model-dir) nor in {served}: "
+            f"train one with `finetune train --data FILE --output {settings.model_dir}`, or run `make reader`"
+        )
+
+
+def ensure_index(settings: Settings) -> None:
+    """Build the default index from the documents when it does not exist yet (see the module docstring)."""
+    default = Settings.model_fields["index_dir"].default
+    if settings.index_dir.exists() or settings.index_dir != default or not settings.docs_dir.is_dir():
+        return
+    typer.echo(f"no index yet: building {settings.index_dir} from {settings.docs_dir}...", err=True)
+    report = build_index(settings.docs_dir, settings.index_dir)
+    typer.echo(f"indexed {report.documents} documents, {report.passages} passages", err=True)
+
+
+def check_webhook_url(url: str) -> None:
+    """Stop unless ``url`` is an absolute http(s) URL (Telegram itself wants https)."""
+    parts = urlparse(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _fail(f"--webhook-url must be a full URL such as https://bot.example.org/telegram, got {url!r}")
+
+
+def make_engine(settings: Settings) -> AnswerEngine:
+    """The answer engine for ``settings`` (tests replace this to serve a fake reader)."""
+    return AnswerEngine(settings)
+
+
+def ready_engine(settings: Settings) -> AnswerEngine:
+    """Check the model, make sure there is an index, load both; stop with a fix-it message on failure."""
+    check_model(settings)
+    ensure_index(settings)
+    engine = make_engine(settings)
+    try:
+        engine.warm_up()
+    except IndexLoadError as e:
+        raise _fail(f"HELPLINE_INDEX_DIR: {e}") from None
+    except (OSError, ValueError) as e:
+        raise _fail(
+            f"cannot load the reader from {settings.served_model_dir()} (HELPLINE_MODEL_DIR): {e}"
+        ) from None
+    return engine
+
+
+@app.command()
+def run(
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="Public HTTPS URL for webhook mode (default: long polling).", show_default=False),
+    ] = None,
+    model_dir: ModelDirOption = None,
+    index_dir: IndexDirOption = None,
+    docs_dir: DocsDirOption = None,
+    db: DbOption = None,
+) -> None:
+    """Run the Telegram bot until stopped (Ctrl-C or SIGTERM)."""
+    # Imported here: telegram (and its HTTP stack) is only needed to run the bot, not for `bot ask`.
+    from bot.app import StartupError, build_application, configure_logging, run_bot  # noqa: PLC0415
+
+    settings = load_settings(model_dir=model_dir, index_dir=index_dir, docs_dir=docs_dir, db_path=db)
+    check_token(settings)
+    if webhook_url is not None:
+        check_webhook_url(webhook_url)
+    configure_logging(settings)
+    engine = ready_engine(settings)
+    try:
+        store = Store(settings)
+    except (sqlite3.Error, OSError) as e:
+        raise _fail(f"cannot open the database {settings.db_path} (HELPLINE_DB): {e}") from None
+    try:
+        run_bot(build_application(settings, engine, store), settings, webhook_url)
+    except StartupError as e:
+        raise _fail(str(e)) from None
+    finally:
+        store.close()
+
+
+def answer_record(answer: Answer) -> dict[str, Any]:
+    """The ``bot ask --json`` object for one answer (ARCHITECTURE.md, "Command contracts")."""
+    return {
+        "answer": answer.text,
+        "confidence": round(answer.confidence, 4),
+        "passage_id": answer.passage.id if answer.passage else None,
+        "passage": answer.passage.text if answer.passage else None,
+        "title": answer.title,
+        "source": answer.source,
+        "latency_ms": round(answer.timings.total_ms, 2),
+    }
+
+
+def answer_text(answer: Answer) -> str:
+    """A human-readable answer for the terminal."""
+    source = f"{answer.title} <{answer.source}>" if answer.source else (answer.title or "")
+    if not answer.answered:
+        closest = f"\n  closest passage: {source}" if answer.passage else ""
+        return f"(no answer in the documents; confidence {answer.confidence:.2f}){closest}"
+    return (
+        f"{answer.text}\n  “{answer.sentence}”\n  source: {source}\n"
+        f"  confidence {answer.confidence:.2f}, {answer.timings.total_ms:.0f} ms"
+    )
+
+
+def read_questions(path: Path) -> list[str]:
+    """One question a line; blank lines are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise _fail(f"{path} is not UTF-8 text (one question a line)") from None
+    return [line.strip() for line in lines if line.strip()]
+
+
+@app.command()
+def ask(
+    question: Annotated[str | None, typer.Argument(help="The question.", show_default=False)] = None,
+    questions: Annotated[
+        Path | None,
+        typer.Option("--questions", exists=True, dir_okay=False, help="A file of questions, one a line."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (one object a line with --questions).")
+    ] = False,
+    model_dir: ModelDirOption = None,
+    index_dir: IndexDirOption = None,
+) -> None:
+    """Answer questions from the documents, without Telegram (the model loads once)."""
+    if (question is None) == (questions is None):
+        raise _fail("give either a QUESTION or --questions FILE")
+    batch = [question.strip()] if question is not None else read_questions(questions)
+    if not all(batch):
+        raise _fail("the question is empty")
+    engine = ready_engine(load_settings(model_dir=model_dir, index_dir=index_dir))
+    for text in batch:
+        answer = engine.answer(text)
+        typer.echo(json.dumps(answer_record(answer), ensure_ascii=False) if as_json else answer_text(answer))
+        sys.stdout.flush()  # a long --questions run shows its progress line by line
+
+
+# --- export-feedback ---------------------------------------------------------------------------
+# `bot export-feedback --out FILE` is added here by bot/feedback.py's author: it reads
+# Store.questions_for_review() (bot/store.py: ReviewItem, with the retrieved passages as contexts).

@@ -1,0 +1,234 @@
+"""The ``bot`` command line: ``ask`` (contract, errors, index policy) and ``run`` as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot import cli
+from bot.engine import AnswerEngine
+from retrieval import build_index
+from tests.bot_fakes import CORPUS, FakeReader, write_corpus_docs
+from tests.fake_telegram import FakeTelegram
+
+BOT = Path(sys.executable).parent / "bot"
+ASK_KEYS = ["answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms"]
+TINY_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+] + ["what", "is", "an", "insulinoma", "a", "tumor", "of", "the", "pancreas"]
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def indexed(tmp_path: Path) -> Path:
+    """The tiny corpus, indexed where HELPLINE_INDEX_DIR points."""
+    index_dir = Path(os.environ["HELPLINE_INDEX_DIR"])
+    build_index(write_corpus_docs(tmp_path / "docs"), index_dir)
+    return index_dir
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot ask` serves the FakeReader instead of loading a model."""
+    monkeypatch.setattr(cli, "check_model", lambda settings: None)
+    monkeypatch.setattr(cli, "make_engine", lambda settings: AnswerEngine(settings, reader=FakeReader()))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised one-layer BERT QA model with a 16-word vocabulary: loads in milliseconds."""
+    import torch  # noqa: PLC0415 - only the tests that run the real Reader pay for torch
+    from transformers import BertConfig, BertForQuestionAnswering, BertTokenizer  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("tiny-reader")
+    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
+    BertTokenizer(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    BertForQuestionAnswering(config).save_pretrained(folder)
+    return folder
+
+
+# --- bot ask ----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fake_engine", "indexed")
+def test_ask_json_follows_the_contract() -> None:
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert list(record) == ASK_KEYS
+    title, source, text, phrase, _ = CORPUS[1]
+    assert (record["answer"], record["title"], record["source"], record["passage"]) == (
+        phrase,
+        title,
+        source,
+        text,
+    )
+    assert 0 < record["confidence"] <= 1 and record["latency_ms"] >= 0
+
+
+@pytest.mark.usefixtures("fake_engine", "indexed")
+def test_ask_questions_file_prints_one_object_a_line(tmp_path: Path) -> None:
+    questions = tmp_path / "questions.txt"
+    questions.write_text(
+        "What is an insulinoma?\n\nIs brittle diabetes rare?\nzebra quantum\n", encoding="utf-8"
+    )
+    result = runner.invoke(cli.app, ["ask", "--questions", str(questions), "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["answer"] for r in records] == [CORPUS[1][3], None, None]
+    assert records[1]["title"] == CORPUS[0][0] and records[2]["title"] is None
+
+
+@pytest.mark.usefixtures("fake_engine", "indexed")
+def test_ask_prints_a_readable_answer() -> None:
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(CORPUS[1][3])
+    assert f"source: {CORPUS[1][0]} <{CORPUS[1][1]}>" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask"], "either a QUESTION or --questions"),
+        (["ask", "q", "--questions", "/etc/hostname"], "either a QUESTION or --questions"),
+        (["ask", "  "], "the question is empty"),
+    ],
+)
+def test_ask_usage_errors(args: list[str], message: str) -> None:
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("fake_engine")
+def test_ask_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
+    assert result.exit_code == 1
+    assert "HELPLINE_INDEX_DIR" in result.stderr and "retrieval index" in result.stderr
+
+
+def test_ask_without_a_model_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bot.config.SHIPPED_MODEL_DIR", tmp_path / "no-shipped-model")
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
+    assert result.exit_code == 1
+    assert "no reader model" in result.stderr and "finetune train" in result.stderr
+
+
+@pytest.mark.usefixtures("fake_engine")
+def test_default_index_is_built_from_the_documents_when_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HELPLINE_INDEX_DIR")  # the default, var/index under the working directory
+    write_corpus_docs(tmp_path / "docs")
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["answer"] == CORPUS[1][3]
+    assert "building var/index" in result.stderr
+    assert (tmp_path / "var" / "index").exists()
+
+
+def test_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPLINE_TOP_K", "many")
+    result = runner.invoke(cli.app, ["ask", "q"])
+    assert result.exit_code == 1
+    assert "HELPLINE_TOP_K" in result.stderr
+
+
+def test_ask_with_the_real_reader(tiny_model: Path, indexed: Path) -> None:
+    result = runner.invoke(
+        cli.app, ["ask", "What is an insulinoma?", "--json", "--model-dir", str(tiny_model)]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (
+        list(record) == ASK_KEYS and record["title"] == CORPUS[1][0]
+    )  # BM25 finds it; the random reader may not
+
+
+# --- bot run ----------------------------------------------------------------------------------
+
+
+def test_run_without_token_stops_with_a_message() -> None:
+    result = runner.invoke(cli.app, ["run"])
+    assert result.exit_code == 1
+    assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
+
+
+def test_run_rejects_a_bad_webhook_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "1:abc")
+    result = runner.invoke(cli.app, ["run", "--webhook-url", "bot.example.org/hook"])
+    assert result.exit_code == 1
+    assert "--webhook-url must be a full URL" in result.stderr
+
+
+def _bot_env(telegram: FakeTelegram, model: Path, token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPLINE_", "TELEGRAM_"))}
+    env |= {k: v for k, v in os.environ.items() if k.startswith("HELPLINE_")}  # tmp paths from conftest
+    env |= {
+        "TELEGRAM_BOT_TOKEN": token,
+        "TELEGRAM_BASE_URL": telegram.base_url,
+        "HELPLINE_MODEL_DIR": str(model),
+        "HELPLINE_POLLING_TIMEOUT": "1",
+        "HELPLINE_MIN_CONFIDENCE": "0",
+    }
+    return env
+
+
+async def test_bot_run_answers_then_stops_cleanly_on_sigterm(
+    tmp_path: Path, tiny_model: Path, indexed: Path
+) -> None:
+    async with FakeTelegram() as telegram:
+        process = await asyncio.create_subprocess_exec(
+            BOT, "run", cwd=tmp_path, env=_bot_env(telegram, tiny_model, telegram.token),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await telegram.wait_for("getUpdates", timeout=60)
+            telegram.send_text(7, "What is an insulinoma?")
+            [reply] = await telegram.wait_for("sendMessage", chat_id=7, timeout=30)
+            process.send_signal(signal.SIGTERM)
+            returncode = await asyncio.wait_for(process.wait(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+        stderr = (await process.stderr.read()).decode()
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert telegram.token not in stderr
+    assert "<b>" in reply.params["text"]  # min confidence 0: the random reader's best span is the answer
+
+
+async def test_bot_run_with_a_token_telegram_rejects(tmp_path: Path, tiny_model: Path, indexed: Path) -> None:
+    async with FakeTelegram() as telegram:
+        bad = telegram.token.replace("TEST", "BAD")
+        process = await asyncio.create_subprocess_exec(
+            BOT, "run", cwd=tmp_path, env=_bot_env(telegram, tiny_model, bad),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    stderr = err.decode()
+    assert process.returncode == 1
+    assert "Telegram rejected TELEGRAM_BOT_TOKEN" in stderr
+    assert bad not in stderr and "Traceback" not in stderr
