@@ -160,7 +160,7 @@ def addressed_question(message: Message, bot_username: str, bot_id: int) -> str 
         return text
     mention = re.compile(rf"@{re.escape(bot_username)}\b", re.IGNORECASE)
     if mention.search(text):
-        return mention.sub(" ", text).strip()
+        return " ".join(mention.sub(" ", text).split())
     replied = message.reply_to_message
     if replied is not None and replied.from_user is not None and replied.from_user.id == bot_id:
         return text
