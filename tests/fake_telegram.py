@@ -79,6 +79,8 @@ class FakeTelegram:
                          "can_join_groups": True, "can_read_all_group_messages": False,
                          "supports_inline_queries": False}  # fmt: skip
         self.calls: list[ApiCall] = []
+        # Successful calls by (method, chat_id) and (method, None): waiting on many chats stays cheap.
+        self._answered: defaultdict[tuple[str, Any], list[ApiCall]] = defaultdict(list)
         self.webhook_url: str | None = None
         self.webhook_secret: str | None = None
         self.webhook_deliveries: list[tuple[int, int]] = []  # (update_id, HTTP status)
@@ -216,6 +218,8 @@ class FakeTelegram:
 
     def calls_of(self, method: str, *, chat_id: int | None = None, status: int | None = 200) -> list[ApiCall]:
         """Recorded calls of ``method`` (only answered ones by default), optionally for one chat."""
+        if status == 200:
+            return list(self._answered[(method, chat_id)])
         return [
             c for c in self.calls
             if c.method == method and (status is None or c.status == status)
@@ -245,14 +249,15 @@ class FakeTelegram:
         """
 
         def matching() -> list[ApiCall]:
-            return [c for c in self.calls_of(method, chat_id=chat_id) if where is None or where(c)]
+            calls = self._answered[(method, chat_id)]
+            return calls if where is None else [c for c in calls if where(c)]
 
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), timeout)
             except TimeoutError:
                 raise TimeoutError(f"{len(matching())} of {count} {method} calls after {timeout} s") from None
-        return matching()
+        return list(matching())
 
     # --- the HTTP API -------------------------------------------------------------------------
 
@@ -280,6 +285,10 @@ class FakeTelegram:
 
     async def _record(self, call: ApiCall, response: web.Response) -> web.Response:
         self.calls.append(call)
+        if call.status == 200:
+            self._answered[(call.method, None)].append(call)
+            if "chat_id" in call.params:
+                self._answered[(call.method, call.params["chat_id"])].append(call)
         await self._notify()
         return response
 
