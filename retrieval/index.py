@@ -108,24 +108,25 @@ class _Scorer:
         """
         weights = [1.0] * len(terms) if weights is None else list(weights)
         known = [(t, w) for t, w in zip(terms, weights, strict=True) if t in self.postings]
-        if not known:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        candidates = np.unique(np.concatenate([self.postings[t].ids for t in dict(known)]))
-        scores = np.zeros(len(candidates))
+        # Dense accumulators: one scatter-add per term is cheaper than merging candidate lists, and
+        # O(passages) numpy work is ~0.1 ms at 100k passages.
+        scores = np.zeros(self.size)
+        matched = np.zeros(self.size, dtype=bool)
         for term, weight in known:
             postings = self.postings[term]
-            where = np.searchsorted(candidates, postings.ids)
             gain = self._term_scores(self.idf[term], postings)
             if weight != 1.0:
                 gain = gain * weight
             if self.variant == "plus":
                 # BM25Plus adds idf * delta even where the term is absent; keep rank-bm25's rounding.
-                full = np.full(len(candidates), self.idf[term] * (self.delta + 0.0) * weight)
-                full[where] = gain
+                full = np.full(self.size, self.idf[term] * (self.delta + 0.0) * weight)
+                full[postings.ids] = gain
                 scores += full
             else:
-                scores[where] += gain
-        return candidates, scores
+                scores[postings.ids] += gain
+            matched[postings.ids] = True
+        candidates = np.flatnonzero(matched)
+        return candidates, scores[candidates]
 
     def _term_scores(self, idf: float, postings: _Postings) -> np.ndarray:
         tf, ids, k1 = postings.tf, postings.ids, self.k1

@@ -18,25 +18,25 @@ DEFAULT_SYNONYMS = Path(__file__).resolve().parent / "synonyms.txt"
 class IndexSettings:
     """How documents are cut into passages and how passages are scored.
 
-    Defaults were measured with ``bench/tune_chunks.py``: for the 1,053 answerable questions of
-    ``data/diabetes-qa`` (train + dev), how often a passage holding the whole answer is in the top 5
-    (hit@5), against the words the reader must then read (words@5):
+    Defaults were chosen with ``bench/tune_chunks.py`` on the 870 answerable train questions of
+    ``data/diabetes-qa`` (dev: 183, checked after): how often a passage holding the whole answer is in
+    the top 5 (hit@5), against the words the reader must then read (words@5):
 
-    ============  ======  =====  ========
-    target/max    hit@1   hit@5  words@5
-    ============  ======  =====  ========
-    40/80         0.336   0.611    250
-    80/140        0.368   0.677    449
-    **120/200**   0.397   0.702    643
-    160/260       0.408   0.716    839
-    300/450       0.425   0.734   1434
-    ============  ======  =====  ========
+    ============  ======  =====  ========  =========
+    target/max    hit@1   hit@5  words@5   dev hit@5
+    ============  ======  =====  ========  =========
+    40/80         0.313   0.599    249     0.710
+    80/140        0.349   0.670    447     0.776
+    **120/200**   0.376   0.699    642     0.798
+    160/260       0.392   0.709    835     0.825
+    300/450       0.411   0.715   1427     0.836
+    ============  ======  =====  ========  =========
 
-    Beyond 120/200 each point of hit@5 costs ~100 more words per question for the reader, and
-    200 words (~260 word pieces) plus a question still fit one 384-token window of the BERT reader.
-    One sentence of overlap adds 0.5 points over none (two add nothing); indexing the title adds 2;
-    synonyms at weight 0.25 add 1 (weight 1.0 loses 2: expansions drown the member's own words);
-    k1/b variations and BM25Plus move hit@5 by < 0.5 points; BM25L loses 17.
+    Past 120/200 a point of hit@5 costs ~200 more words per question for the reader, and 200 words
+    (~260 word pieces) plus a question still fit one 384-token window of the BERT reader. Against
+    the 120/200 defaults (hit@5 0.699; the standard error is ~1.5 points): no overlap 0.690, two
+    sentences 0.691; no title terms 0.675; synonym weight 0 gives 0.684, 1.0 gives 0.670 (expansions
+    drown the member's own words); k1/b variations 0.684-0.699; BM25Plus 0.698; BM25L 0.531.
 
     Attributes:
         target_words: a passage is closed once it reaches this many words.

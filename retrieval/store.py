@@ -262,11 +262,12 @@ def build_index(
     with _build_lock(index_dir):
         previous = _previous_passages(index_dir, settings)
         passages, records, reused = _chunk_all(documents, settings, previous)
+        passages = unique_passages(passages)
         manifest_fields = {"settings": settings, "documents": tuple(records), "skipped": tuple(skipped)}
-        _write_and_swap(index_dir, unique_passages(passages), manifest_fields, progress)
+        _write_and_swap(index_dir, passages, manifest_fields, progress)
     return IndexReport(
         documents=len(documents),
-        passages=len(unique_passages(passages)),
+        passages=len(passages),
         skipped=skipped,
         seconds=round(time.perf_counter() - started, 3),
         reused_documents=reused,
@@ -360,8 +361,17 @@ def _chunk_all(
 
 
 def unique_passages(passages: Iterable[Passage]) -> list[Passage]:
-    """Drop repeated passages (same text, same id): the sources repeat some paragraphs verbatim,
-    and a repeat would only take a top-k slot from a different passage."""
+    """Drop repeated passages (same text, same id), keeping the first.
+
+    The sources repeat some paragraphs verbatim, and a repeat would only take a top-k slot from a
+    different passage.
+
+    Args:
+        passages: passages in index order.
+
+    Returns:
+        The passages without repeats, in order.
+    """
     seen: set[str] = set()
     unique = []
     for passage in passages:
