@@ -1,0 +1,75 @@
+"""Really fine-tune the bundled MiniLM for a few steps on 16 questions, then evaluate it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.commands import evaluate_model
+from finetune.config import TrainConfig
+from finetune.train import train
+from tests.finetune_fixtures import CONTEXT_A1C, CONTEXT_FOOT, CONTEXT_INSULIN, write_json
+
+QUESTIONS = {
+    CONTEXT_INSULIN: [
+        ("What is insulin?", "a hormone"),
+        ("What makes insulin?", "the pancreas"),
+        ("Which organ makes insulin?", "pancreas"),
+        ("What does insulin let enter the cells?", "glucose"),
+        ("What does insulin let glucose enter?", "the cells of the body"),
+        ("What kind of substance is insulin?", "hormone"),
+    ],
+    CONTEXT_A1C: [
+        ("What does the A1C test measure?", "average blood sugar"),
+        ("Over what period does the A1C test measure blood sugar?", "the past three months"),
+        ("How many months does the A1C test cover?", "three"),
+        ("Which test measures average blood sugar?", "The A1C test"),
+        ("What does A1C average?", "blood sugar"),
+    ],
+    CONTEXT_FOOT: [
+        ("How often should people with diabetes check their feet?", "every day"),
+        ("What should people with diabetes check every day?", "their feet"),
+        ("Who should check their feet every day?", "People with diabetes"),
+        ("What should feet be checked for?", "cuts, blisters and swelling"),
+        ("Besides cuts and swelling, what should feet be checked for?", "blisters"),
+    ],
+}
+
+
+def _document() -> dict:
+    paragraphs = [
+        {
+            "context": context,
+            "qas": [
+                {
+                    "id": f"p{p}q{q}",
+                    "question": question,
+                    "answers": [{"text": answer, "answer_start": context.index(answer)}],
+                }
+                for q, (question, answer) in enumerate(pairs)
+            ],
+        }  # fmt: skip
+        for p, (context, pairs) in enumerate(QUESTIONS.items())
+    ]
+    return {"version": "1.1", "data": [{"title": "Diabetes basics", "paragraphs": paragraphs}]}
+
+
+@pytest.mark.integration
+def test_fine_tune_minilm_for_a_few_steps_and_evaluate(tmp_path: Path) -> None:
+    data = write_json(tmp_path / "train.json", _document())
+    config = TrainConfig(
+        data=(data,), dev=data, output=tmp_path / "model", base_model="minilm", epochs=2, batch_size=8,
+        learning_rate=1e-4, warmup_ratio=0.0, max_seq_length=128, doc_stride=64, dataloader_workers=0, seed=0,
+    )  # fmt: skip
+    result = train(config)
+    assert result.train_examples == 16 and result.train_features == 16
+    metrics = json.loads((config.output / "metrics.json").read_text())
+    losses = [h["train_loss"] for h in metrics["history"]]
+    # it learns: the QA head starts random (loss about ln 128 = 4.85), and the loss falls
+    assert len(losses) == 2 and losses[-1] < losses[0]
+    scores = evaluate_model(config.output, data, max_seq_length=128, doc_stride=64, device="cpu")
+    assert scores["n"] == 16
+    assert scores["f1"] == pytest.approx(result.best_dev["f1"], abs=1.0)  # evaluate == the in-training eval
+    assert scores["f1"] > 0.0
