@@ -93,9 +93,7 @@ def _progress(enabled: bool = True) -> Iterator[Any]:
 
 @app.command()
 def index(
-    docs_dir: Annotated[
-        Path, typer.Argument(exists=True, file_okay=False, help="Folder of .txt, .md, .html and .pdf files.")
-    ],
+    docs_dir: Annotated[Path, typer.Argument(help="Folder of .txt, .md, .html and .pdf files.")],
     index_dir: IndexOption = Path("var/index"),
     as_json: JsonOption = False,
     target_words: Annotated[
@@ -120,9 +118,7 @@ def index(
     b: Annotated[float | None, typer.Option(help=f"BM25 b [{_D.b}].", rich_help_panel=TUNING)] = None,
     synonyms: Annotated[
         Path | None,
-        typer.Option(
-            exists=True, dir_okay=False, help="Synonym table [the bundled one].", rich_help_panel=TUNING
-        ),
+        typer.Option(help="Synonym table [the bundled one].", rich_help_panel=TUNING),
     ] = None,
 ) -> None:
     """(Re)build the index of DOCS_DIR atomically; unreadable files are skipped with a reason."""
@@ -172,9 +168,7 @@ def search(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many passages.")] = 5,
     queries: Annotated[
         Path | None,
-        typer.Option(
-            exists=True, dir_okay=False, help="File of queries, one a line; prints one JSON array a line."
-        ),
+        typer.Option(help="File of queries, one a line; prints one JSON array a line."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

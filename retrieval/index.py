@@ -1,10 +1,11 @@
 """BM25 over passages: rank-bm25 computes the corpus statistics, an inverted index makes search fast.
 
-rank-bm25's ``get_scores`` loops in Python over every passage for every query term (about 10 ms per
+rank-bm25's ``get_scores`` loops in Python over every passage for every query term (tens of ms per
 term at 100k passages). ``BM25Index`` keeps, per term, the ids of the passages holding it and the term
-counts (postings, as numpy arrays), and scores only those candidates with rank-bm25's own formula,
-operation for operation, so the scores are bit-identical to ``get_scores`` (tests/test_retrieval_index.py
-checks this for all three variants).
+counts (postings, as numpy arrays) and adds each query term's contribution to those passages only,
+with rank-bm25's own formula, operation for operation, so the scores are bit-identical to
+``get_scores`` (tests/test_retrieval_index.py checks all three variants; bench/bench_retrieval.py
+compares speed).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rank_bm25 import BM25, BM25L, BM25Okapi, BM25Plus
@@ -22,6 +23,9 @@ from retrieval.passages import Passage, ScoredPassage
 from retrieval.settings import IndexSettings
 from retrieval.synonyms import SynonymTable
 from retrieval.tokenize import tokenize
+
+if TYPE_CHECKING:  # store imports this module
+    from retrieval.store import IndexManifest
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +40,8 @@ class GuardedBM25Okapi(BM25Okapi):
     negative above half, and those get ``epsilon * mean idf``, which is itself <= 0 on a corpus of two
     or three passages, so every score can be 0 or the more matching passage can rank lower. We use
     Lucene's BM25 idf ``log(1 + (N - n + 0.5) / (n + 0.5))`` (Robertson-Sparck Jones shifted by one):
-    the same ordering of terms by rarity, always positive, no epsilon needed.
-    See https://github.com/dorianbrown/rank_bm25/issues/ (negative idf) and Lucene's BM25Similarity.
+    the same ordering of terms by rarity, always positive, no epsilon needed (as in Lucene's
+    ``BM25Similarity.idf``).
     """
 
     def _calc_idf(self, nd: dict[str, int]) -> None:
@@ -201,7 +205,7 @@ class BM25Index:
         self,
         passages: Sequence[Passage],
         settings: IndexSettings | None = None,
-        manifest: Any = None,
+        manifest: IndexManifest | None = None,
         synonyms: SynonymTable | None = None,
     ) -> None:
         self.passages: tuple[Passage, ...] = tuple(passages)

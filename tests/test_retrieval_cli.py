@@ -63,6 +63,11 @@ def test_search_human_output_and_no_match(index_dir: Path) -> None:
     assert result.exit_code == 0 and "no passage matches" in result.stdout
 
 
+def test_missing_queries_file_is_a_one_line_error(index_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "--queries", str(tmp_path / "q.txt"), "--index", str(index_dir)])
+    assert result.exit_code == 1 and "q.txt" in result.stderr
+
+
 def test_search_queries_file_gives_one_array_a_line(index_dir: Path, tmp_path: Path) -> None:
     queries = tmp_path / "q.txt"
     queries.write_text("insulin pump\n\nketones high\nzebra\n", encoding="utf-8")
@@ -87,6 +92,8 @@ def test_stats(index_dir: Path) -> None:
         (["search", "x", "--index", "{tmp}/missing"], "no index at"),
         (["stats", "--index", "{tmp}/missing"], "run: retrieval index DOCS --index"),
         (["search", "--index", "{tmp}/missing"], "either a QUERY or --queries"),
+        (["index", "{tmp}/no-docs", "--index", "{tmp}/ix"], "no-docs does not exist"),
+        (["index", "{tmp}", "--index", "{tmp}/ix", "--synonyms", "{tmp}/syn.txt"], "syn.txt"),
         (["index", "{tmp}", "--index", "{tmp}/ix", "--max-words", "5"], "max_words (5) must be >="),
         (["index", "{tmp}", "--index", "{tmp}/ix", "--variant", "bm99"], "variant must be one of"),
     ],
