@@ -12,7 +12,7 @@ import logging
 import secrets
 from urllib.parse import urlparse
 
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
     AIORateLimiter,
@@ -134,6 +134,38 @@ async def post_init(application: Application) -> None:
     logger.info("bot @%s ready", application.bot.username)
 
 
+def check_telegram(settings: Settings) -> str:
+    """Ask the Bot API whose token this is (getMe) before anything slow loads.
+
+    Args:
+        settings: token and base URL.
+
+    Returns:
+        The bot's @username.
+
+    Raises:
+        StartupError: Telegram refused the token, or the Bot API cannot be reached.
+    """
+
+    async def who_am_i() -> str:
+        async with Bot(
+            settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_base_url
+        ) as bot:
+            return bot.username
+
+    try:
+        return asyncio.run(who_am_i())
+    except InvalidToken as e:
+        raise StartupError(
+            "Telegram rejected TELEGRAM_BOT_TOKEN: copy the token again from @BotFather"
+        ) from e
+    except NetworkError as e:
+        url = settings.telegram_base_url
+        raise StartupError(
+            f"cannot reach the Bot API at {url} (TELEGRAM_BASE_URL): {type(e).__name__}"
+        ) from e
+
+
 def run_bot(application: Application, settings: Settings, webhook_url: str | None = None) -> None:
     """Run until SIGINT/SIGTERM (both stop it cleanly): long polling, or a webhook when a URL is given.
 
@@ -141,31 +173,14 @@ def run_bot(application: Application, settings: Settings, webhook_url: str | Non
         application: the built application.
         settings: polling timeout, webhook listen address and secret.
         webhook_url: the public webhook URL; None for long polling.
-
-    Raises:
-        StartupError: Telegram refused the token, or the Bot API could not be reached at start.
     """
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)  # run_polling/run_webhook take the current loop and close it at the end
-    try:
-        # Ask Telegram about the token once, directly: inside run_polling a rejected token is also logged
-        # with a full traceback by PTB's retry loop. (Bot.initialize is idempotent: the app skips it later.)
-        loop.run_until_complete(application.bot.initialize())
-        if webhook_url is None:
-            run_polling(application, settings)
-        else:
-            run_webhook(application, settings, webhook_url)
-    except InvalidToken as e:
-        loop.close()
-        raise StartupError(
-            "Telegram rejected TELEGRAM_BOT_TOKEN: copy the token again from @BotFather"
-        ) from e
-    except NetworkError as e:
-        loop.close()
-        url = settings.telegram_base_url
-        raise StartupError(
-            f"cannot reach the Bot API at {url} (TELEGRAM_BASE_URL): {type(e).__name__}"
-        ) from e
+    # run_polling/run_webhook run on the current event loop (and close it when they stop); give them a
+    # fresh one, whatever asyncio.run calls (check_telegram) happened before.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    if webhook_url is None:
+        run_polling(application, settings)
+    else:
+        run_webhook(application, settings, webhook_url)
 
 
 def run_polling(application: Application, settings: Settings) -> None:

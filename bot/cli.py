@@ -159,13 +159,18 @@ def run(
 ) -> None:
     """Run the Telegram bot until stopped (Ctrl-C or SIGTERM)."""
     # Imported here: telegram (and its HTTP stack) is only needed to run the bot, not for `bot ask`.
-    from bot.app import StartupError, build_application, configure_logging, run_bot  # noqa: PLC0415
+    from bot.app import StartupError, build_application, check_telegram, configure_logging, run_bot  # noqa: PLC0415
 
     settings = load_settings(model_dir=model_dir, index_dir=index_dir, docs_dir=docs_dir, db_path=db)
     check_token(settings)
     if webhook_url is not None:
         check_webhook_url(webhook_url)
     configure_logging(settings)
+    try:
+        username = check_telegram(settings)  # before the model loads: a wrong token fails in a second
+    except StartupError as e:
+        raise _fail(str(e)) from None
+    logger.info("token accepted: this is @%s", username)
     engine = ready_engine(settings)
     try:
         store = Store(settings)
@@ -173,8 +178,6 @@ def run(
         raise _fail(f"cannot open the database {settings.db_path} (HELPLINE_DB): {e}") from None
     try:
         run_bot(build_application(settings, engine, store), settings, webhook_url)
-    except StartupError as e:
-        raise _fail(str(e)) from None
     finally:
         store.close()
 

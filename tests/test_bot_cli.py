@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bot import cli
 from bot.engine import AnswerEngine
 from retrieval import build_index
-from tests.bot_fakes import CORPUS, FakeReader, write_corpus_docs
+from tests.bot_fakes import CORPUS, FakeReader, free_port, write_corpus_docs
 from tests.fake_telegram import FakeTelegram
 
 BOT = Path(sys.executable).parent / "bot"
@@ -183,6 +183,15 @@ def test_run_rejects_a_bad_webhook_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "--webhook-url must be a full URL" in result.stderr
 
 
+def test_run_with_an_unreachable_bot_api_says_which_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "1:abc")  # conftest points TELEGRAM_BASE_URL at a closed port
+    monkeypatch.setattr("bot.app.configure_logging", lambda settings: None)  # keep pytest's handlers
+    result = runner.invoke(cli.app, ["run"])
+    assert result.exit_code == 1
+    assert "cannot reach the Bot API at http://127.0.0.1:9/bot (TELEGRAM_BASE_URL)" in result.stderr
+    assert "1:abc" not in result.output
+
+
 def _bot_env(telegram: FakeTelegram, model: Path, token: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPLINE_", "TELEGRAM_"))}
     env |= {k: v for k, v in os.environ.items() if k.startswith("HELPLINE_")}  # tmp paths from conftest
@@ -196,16 +205,21 @@ def _bot_env(telegram: FakeTelegram, model: Path, token: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
 async def test_bot_run_answers_then_stops_cleanly_on_sigterm(
-    tmp_path: Path, tiny_model: Path, indexed: Path
+    tmp_path: Path, tiny_model: Path, indexed: Path, mode: str
 ) -> None:
     async with FakeTelegram() as telegram:
+        env, args = _bot_env(telegram, tiny_model, telegram.token), ["run"]
+        if mode == "webhook":
+            port = free_port()
+            env |= {"HELPLINE_WEBHOOK_LISTEN": "127.0.0.1", "HELPLINE_WEBHOOK_PORT": str(port)}
+            args += ["--webhook-url", f"http://127.0.0.1:{port}/hook"]
         process = await asyncio.create_subprocess_exec(
-            BOT, "run", cwd=tmp_path, env=_bot_env(telegram, tiny_model, telegram.token),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            BOT, *args, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         try:
-            await telegram.wait_for("getUpdates", timeout=60)
+            await telegram.wait_for("getUpdates" if mode == "polling" else "setWebhook", timeout=60)
             telegram.send_text(7, "What is an insulinoma?")
             [reply] = await telegram.wait_for("sendMessage", chat_id=7, timeout=30)
             process.send_signal(signal.SIGTERM)
@@ -218,13 +232,15 @@ async def test_bot_run_answers_then_stops_cleanly_on_sigterm(
     assert "Traceback" not in stderr
     assert telegram.token not in stderr
     assert "<b>" in reply.params["text"]  # min confidence 0: the random reader's best span is the answer
+    if mode == "webhook":
+        assert telegram.webhook_url.endswith("/hook") and len(telegram.webhook_secret) >= 32
 
 
-async def test_bot_run_with_a_token_telegram_rejects(tmp_path: Path, tiny_model: Path, indexed: Path) -> None:
+async def test_bot_run_with_a_token_telegram_rejects(tmp_path: Path) -> None:
     async with FakeTelegram() as telegram:
         bad = telegram.token.replace("TEST", "BAD")
         process = await asyncio.create_subprocess_exec(
-            BOT, "run", cwd=tmp_path, env=_bot_env(telegram, tiny_model, bad),
+            BOT, "run", cwd=tmp_path, env=_bot_env(telegram, tmp_path / "no-model-needed", bad),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _, err = await asyncio.wait_for(process.communicate(), 60)
