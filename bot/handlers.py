@@ -110,10 +110,9 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """``/ask QUESTION``: works in any chat, the way to ask in a group."""
-    message = update.effective_message
     # Everything after the command itself, newlines kept (context.args would split on them).
-    question = message.text.split(maxsplit=1)[1] if len(message.text.split(maxsplit=1)) > 1 else ""
-    await answer_question(update, context, question)
+    parts = update.effective_message.text.split(maxsplit=1)
+    await answer_question(update, context, parts[1] if len(parts) == 2 else "")
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
