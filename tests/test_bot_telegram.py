@@ -277,7 +277,7 @@ async def test_rate_limit_answers_with_a_wait_message(
 async def test_fifty_members_at_once_all_answered(
     bot: Application, telegram: FakeTelegram, store: Store, reader: FakeReader, settings: Settings
 ) -> None:
-    reader.delay_s = 0.01
+    reader.delay_s = 0.02  # long enough that two reads overlap when allowed
     members = range(100, 150)
     for member in members:
         telegram.send_text(member, INSULINOMA)
