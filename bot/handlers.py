@@ -16,7 +16,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from telegram import LinkPreviewOptions, Message, Update
+from telegram import Bot, LinkPreviewOptions, Message, Update
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
@@ -32,6 +32,8 @@ SERVICES_KEY = "helpline"
 # The rate limit is "questions per minute": a sliding window of this many seconds.
 RATE_WINDOW_S = 60.0
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+# Telegram shows a chat action for about 5 seconds; renew it a little before that.
+TYPING_REFRESH_S = 4.5
 
 
 class MemberRateLimiter:
@@ -166,6 +168,16 @@ def addressed_question(message: Message, bot_username: str, bot_id: int) -> str 
     return None
 
 
+async def keep_typing(bot: Bot, chat_id: int) -> None:
+    """Renew "typing…" until cancelled: Telegram shows it for 5 s, a busy bot may need longer."""
+    try:
+        while True:
+            await asyncio.sleep(TYPING_REFRESH_S)
+            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+    except TelegramError as e:  # cosmetic: never worth failing the answer for
+        logger.debug("typing action failed: %s", e)
+
+
 async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str) -> None:
     """Check the question, respect the rate limit, answer it off the event loop, log it, reply.
 
@@ -188,8 +200,12 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
         await message.reply_text(formatting.RATE_LIMITED.format(seconds=math.ceil(wait)))
         return
     await context.bot.send_chat_action(message.chat_id, ChatAction.TYPING)
-    async with svc.inference:
-        answer = await asyncio.to_thread(svc.engine.answer, question)
+    typing = asyncio.create_task(keep_typing(context.bot, message.chat_id))
+    try:
+        async with svc.inference:
+            answer = await asyncio.to_thread(svc.engine.answer, question)
+    finally:
+        typing.cancel()
     question_id = await asyncio.to_thread(
         svc.store.log_question, member.id, question, answer, message.chat.type
     )

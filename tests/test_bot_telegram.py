@@ -332,3 +332,17 @@ async def test_webhook_rejects_requests_without_the_secret(
         await reply_to(telegram, MEMBER)
     assert telegram.webhook_secret and len(telegram.webhook_secret) >= 32
     assert telegram.calls_of("sendMessage", chat_id=5) == []
+
+
+async def test_typing_is_renewed_while_a_slow_answer_is_computed(
+    telegram: FakeTelegram, settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.handlers.TYPING_REFRESH_S", 0.1)
+    engine = AnswerEngine(settings, reader=FakeReader(delay_s=0.35))
+    async with running_bot(settings, engine, store):
+        telegram.send_text(MEMBER, INSULINOMA)
+        [reply] = await telegram.wait_for("sendMessage", chat_id=MEMBER)
+        await asyncio.sleep(0.3)
+    typing = telegram.calls_of("sendChatAction", chat_id=MEMBER)
+    assert len(typing) >= 3
+    assert all(t.at <= reply.at for t in typing)  # renewals stop once the answer is on its way
