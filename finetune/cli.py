@@ -177,7 +177,7 @@ def train(
 ) -> None:
     """Fine-tune a QA reader on SQuAD-format data; keeps the epoch with the best dev F1."""
     from finetune.config import TrainConfig  # noqa: PLC0415 - keeps --help fast (no torch import)
-    from finetune.train import TrainingError  # noqa: PLC0415
+    from finetune.train import TrainingError, is_main_process  # noqa: PLC0415
     from finetune.train import train as run_training
 
     with user_errors():
@@ -196,6 +196,8 @@ def train(
                 result = run_training(config)
         except TrainingError as e:
             raise ValueError(str(e)) from e
+    if not is_main_process():
+        return  # under torchrun every rank runs this command; rank 0 reports
     best, r = result.best_dev, result
     human = (
         f"trained {r.train_examples} questions ({r.train_features} windows), {r.epochs} epochs "

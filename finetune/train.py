@@ -164,7 +164,7 @@ def load_splits(config: TrainConfig) -> tuple[SquadData, tuple[SquadExample, ...
 # Trainer set-up
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
     """Rank 0 under torchrun/accelerate (which set RANK), or the only process."""
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -253,7 +253,7 @@ def _prepare_work_dir(config: TrainConfig) -> str | None:
         else:
             logger.info("resuming from %s", last)
         return last
-    if work.exists() and _is_main_process():
+    if work.exists() and is_main_process():
         logger.info("removing old checkpoints in %s (pass --resume to continue from them)", work)
         shutil.rmtree(work)
     return None
@@ -304,7 +304,7 @@ def train(config: TrainConfig) -> TrainResult:
         time.perf_counter() - started,
     )
     model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32)
-    trainer = _build_trainer(config, model, tokenizer, features, dev_set)
+    trainer = build_trainer(config, model, tokenizer, features, dev_set)
     resume_from = _prepare_work_dir(config)
     train_output = trainer.train(resume_from_checkpoint=resume_from)
     history = epoch_history(trainer.state.log_history)
@@ -333,7 +333,7 @@ def train(config: TrainConfig) -> TrainResult:
     return result
 
 
-def _build_trainer(
+def build_trainer(
     config: TrainConfig, model: Any, tokenizer: Any, features: Sequence[TrainFeature], dev_set: EvalSet
 ) -> SquadTrainer:
     """The Trainer with dynamic padding, early stopping and SQuAD evaluation."""
