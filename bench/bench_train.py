@@ -10,9 +10,9 @@ method differs:
 - tutorial: one feature per question, padded (and truncated) to 512 tokens, fp32, random order.
 
 A feature is one model input row (ours can cut a long context into several, the tutorial never does),
-so it also reports questions/s. One warm-up batch per method is not timed, and the two methods take
-turns batch by batch so that both meet the same load on a shared machine. Prints a table, then one
-JSON line.
+so it also reports questions/s. One warm-up batch per method is not timed; on a CPU the two methods
+take turns batch by batch so that both meet the same load on a shared machine. Prints a table, then
+one JSON line.
 
 Usage:
     .venv/bin/python bench/bench_train.py                          # 64 questions (a few minutes on CPU)
@@ -86,35 +86,45 @@ class _Trainee:
     optimizer: Any = None
     seconds: float = 0.0
 
-    def step(self, batch: dict[str, torch.Tensor], device: torch.device) -> float:
-        """One training step (forward, backward, AdamW); returns its wall time."""
-        _sync(device)
-        started = time.perf_counter()
+    def step(self, batch: dict[str, torch.Tensor], device: torch.device) -> None:
+        """One training step: forward, backward, AdamW."""
         with autocast_context(device, self.dtype):
-            loss = self.model(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss = self.model(**{k: v.to(device, non_blocking=True) for k, v in batch.items()}).loss
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def timed(self, batches: list[dict[str, torch.Tensor]], device: torch.device) -> None:
+        """Train on ``batches`` and add the wall time (GPU work included) to ``seconds``."""
         _sync(device)
-        return time.perf_counter() - started
+        started = time.perf_counter()
+        for batch in batches:
+            self.step(batch, device)
+        _sync(device)
+        self.seconds += time.perf_counter() - started
 
 
 def timed_passes(trainees: list[_Trainee]) -> None:
-    """Train each trainee on all its batches, taking turns batch by batch.
+    """Train each trainee on all its batches; each one's first batch warms up untimed.
 
-    Taking turns makes both methods meet the same load from other processes (a shared CPU), which
-    would otherwise favour whichever ran at the quieter moment. Each trainee's first batch warms up
-    untimed.
+    On a CPU the methods take turns batch by batch, so both meet the same load from other processes (a
+    shared machine), which would otherwise favour whichever ran at the quieter moment. On a GPU each
+    runs its whole pass alone: syncing after every step would stop the CPU from queueing the next
+    step's kernels while the GPU works, which is how training really runs.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for trainee in trainees:
         trainee.model.to(device).train()
         trainee.optimizer = torch.optim.AdamW(trainee.model.parameters(), lr=LEARNING_RATE)
         trainee.step(trainee.batches[0], device)
+    if device.type == "cuda":
+        for trainee in trainees:
+            trainee.timed(trainee.batches[1:], device)
+        return
     for index in range(1, max(len(t.batches) for t in trainees)):
         for trainee in trainees:
             if index < len(trainee.batches):
-                trainee.seconds += trainee.step(trainee.batches[index], device)
+                trainee.timed([trainee.batches[index]], device)
         print(f"batch {index}: " + ", ".join(f"{t.seconds:.1f}s" for t in trainees), file=sys.stderr)
 
 

@@ -289,32 +289,20 @@ def train(config: TrainConfig) -> TrainResult:
     _check_output(config)
     data, train_examples, dev_examples = load_splits(config)
     model_path = resolve_model_ref(config.base_model)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if not getattr(tokenizer, "is_fast", False):
-        raise TrainingError(f"{config.base_model}: needs a fast tokenizer (offset mappings)")
-    windows = WindowSettings(config.max_seq_length, config.doc_stride)
-    features = prepare_train_features(tokenizer, train_examples, windows)
-    dev_set = build_eval_set(tokenizer, dev_examples, windows)
-    logger.info(
-        "%d train questions -> %d windows; %d dev questions -> %d windows (%.0fs)",
-        len(train_examples),
-        len(features),
-        len(dev_examples),
-        len(dev_set.windows),
-        time.perf_counter() - started,
-    )
+    tokenizer = _fast_tokenizer(model_path, config.base_model)
+    features, dev_set = _tokenize(tokenizer, train_examples, dev_examples, config)
+    logger.info("tokenized in %.0fs", time.perf_counter() - started)
     model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32)
     trainer = build_trainer(config, model, tokenizer, features, dev_set)
-    resume_from = _prepare_work_dir(config)
-    train_output = trainer.train(resume_from_checkpoint=resume_from)
+    train_output = trainer.train(resume_from_checkpoint=_prepare_work_dir(config))
     history = epoch_history(trainer.state.log_history)
-    best = max(history, key=lambda h: h.get("f1", -1.0)) if history else {}
+    best = max(history, key=lambda h: h["f1"]) if history else {"exact_match": 0.0, "f1": 0.0}
     result = TrainResult(
         output=str(config.output),
         train_examples=len(train_examples),
         train_features=len(features),
         epochs=round(float(trainer.state.epoch or 0.0), 3),
-        best_dev={"exact_match": best.get("exact_match", 0.0), "f1": best.get("f1", 0.0)},
+        best_dev={"exact_match": best["exact_match"], "f1": best["f1"]},
         seconds=round(time.perf_counter() - started, 1),
     )
     if trainer.is_world_process_zero():
@@ -331,6 +319,31 @@ def train(config: TrainConfig) -> TrainResult:
         if not config.keep_checkpoints:
             shutil.rmtree(config.work_dir, ignore_errors=True)
     return result
+
+
+def _fast_tokenizer(model_path: str, ref: str) -> Any:
+    """The model's tokenizer, which must be a fast one: labels come from its offset mappings."""
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise TrainingError(f"{ref}: needs a fast tokenizer (offset mappings)")
+    return tokenizer
+
+
+def _tokenize(
+    tokenizer: Any,
+    train_examples: Sequence[SquadExample],
+    dev_examples: Sequence[SquadExample],
+    config: TrainConfig,
+) -> tuple[list[TrainFeature], EvalSet]:
+    """Training windows with labels, and the dev set's windows."""
+    windows = WindowSettings(config.max_seq_length, config.doc_stride)
+    features = prepare_train_features(tokenizer, train_examples, windows)
+    dev_set = build_eval_set(tokenizer, dev_examples, windows)
+    logger.info(
+        "%d train questions -> %d windows; %d dev questions -> %d windows",
+        len(train_examples), len(features), len(dev_examples), len(dev_set.windows),
+    )  # fmt: skip
+    return features, dev_set
 
 
 def build_trainer(
