@@ -28,10 +28,12 @@ else
   # CPU (bf16 where supported): ~10 features/s at length 256, so 8,000 questions is ~15 minutes an epoch.
   SQUAD_EXAMPLES=${SQUAD_EXAMPLES:-8000} MAX_SEQ=${MAX_SEQ:-256} STAGE1_EPOCHS=${STAGE1_EPOCHS:-1}
 fi
+DOC_STRIDE=${DOC_STRIDE:-$((MAX_SEQ / 3))}  # window overlap: 128 at the standard length 384
 STAGE1_LR=${STAGE1_LR:-1e-4}          # 1e-4 beats 5e-5 from this base (MiniLM has no QA head yet)
 STAGE2_LR=${STAGE2_LR:-3e-5}
 STAGE2_EPOCHS=${STAGE2_EPOCHS:-3}
-STAGE2_SQUAD_MIX=${STAGE2_SQUAD_MIX:-2000}  # SQuAD questions mixed into stage 2 against forgetting
+STAGE2_BATCH=${STAGE2_BATCH:-32}
+STAGE2_SQUAD_MIX_ARTICLES=${STAGE2_SQUAD_MIX_ARTICLES:-10}  # ~2,000 SQuAD questions mixed into stage 2
 
 mkdir -p "$WORK" "$SPLIT_DIR"
 echo "make_reader: gpu=$HAS_GPU squad_examples=${SQUAD_EXAMPLES:-all} max_seq=$MAX_SEQ" >&2
@@ -41,31 +43,47 @@ SQUAD_TRAIN="$SPLIT_DIR/squad-train.json" SQUAD_DEV="$SPLIT_DIR/squad-dev.json"
 [ -s "$SQUAD_DEV" ] || $FINETUNE split "$SQUAD" --dev-articles "$GENERAL_DEV_ARTICLES" \
   --seed "$SEED" --train-out "$SQUAD_TRAIN" --dev-out "$SQUAD_DEV"
 
-limit=(); [ "$SQUAD_EXAMPLES" -gt 0 ] && limit=(--max-train-examples "$SQUAD_EXAMPLES")
+# Optional caps, for a quick trial of the recipe (0 = everything).
+STAGE2_EXAMPLES=${STAGE2_EXAMPLES:-0} DEV_EXAMPLES=${DEV_EXAMPLES:-0} EVAL_LIMIT=${EVAL_LIMIT:-0}
+cap() { [ "$2" -gt 0 ] && echo "$1 $2" || true; }  # "--option N" when N > 0
+
+# Stage 1. A finished stage (metrics.json present) is kept, so an interrupted `make reader` resumes;
+# an interrupted stage resumes from its last checkpoint (--resume).
 stage2_base="$WORK/stage1"
-if [ "$SQUAD_EXAMPLES" -lt 0 ]; then   # SQUAD_EXAMPLES=-1: no stage 1 (the diabetes-only baseline)
+if [ -n "${STAGE1_MODEL:-}" ]; then       # reuse a stage 1 trained before
+  stage2_base="$STAGE1_MODEL"
+elif [ "$SQUAD_EXAMPLES" -lt 0 ]; then   # SQUAD_EXAMPLES=-1: no stage 1 (the diabetes-only baseline)
   stage2_base="$BASE_MODEL"
-else
-$FINETUNE train --data "$SQUAD_TRAIN" --dev "$SQUAD_DEV" --output "$WORK/stage1" \
-  --base-model "$BASE_MODEL" --epochs "$STAGE1_EPOCHS" --learning-rate "$STAGE1_LR" \
-  --max-seq-length "$MAX_SEQ" --seed "$SEED" "${limit[@]}" --resume --json > "$WORK/stage1.json"
+elif [ ! -s "$WORK/stage1/metrics.json" ]; then
+  # shellcheck disable=SC2046
+  $FINETUNE train --data "$SQUAD_TRAIN" --dev "$SQUAD_DEV" --output "$WORK/stage1" \
+    --base-model "$BASE_MODEL" --epochs "$STAGE1_EPOCHS" --learning-rate "$STAGE1_LR" \
+    --max-seq-length "$MAX_SEQ" --doc-stride "$DOC_STRIDE" --seed "$SEED" $(cap --max-train-examples "$SQUAD_EXAMPLES") \
+    $(cap --max-dev-examples "$DEV_EXAMPLES") --resume --json > "$WORK/stage1.json"
 fi
 
-# The SQuAD slice for stage 2 is a seeded sample of the same training articles (never the dev ones).
+# Stage 2: the diabetes set, plus whole SQuAD training articles (never dev ones) against forgetting.
 mix=()
-if [ "$STAGE2_SQUAD_MIX" -gt 0 ]; then
-  $FINETUNE split "$SQUAD_TRAIN" --dev-articles 0 --max-questions "$STAGE2_SQUAD_MIX" \
-    --seed "$SEED" --train-out "$WORK/squad-mix.json"
+if [ "$STAGE2_SQUAD_MIX_ARTICLES" -gt 0 ]; then
+  [ -s "$WORK/squad-mix.json" ] || $FINETUNE split "$SQUAD_TRAIN" --dev-articles "$STAGE2_SQUAD_MIX_ARTICLES" \
+    --seed "$SEED" --train-out "$WORK/squad-rest.json" --dev-out "$WORK/squad-mix.json"
+  rm -f "$WORK/squad-rest.json"
   mix=(--data "$WORK/squad-mix.json")
 fi
-$FINETUNE train --data "$DIABETES_TRAIN" "${mix[@]}" --dev "$DIABETES_DEV" \
-  --output "$WORK/stage2" --base-model "$stage2_base" --epochs "$STAGE2_EPOCHS" \
-  --learning-rate "$STAGE2_LR" --max-seq-length "$MAX_SEQ" --seed "$SEED" --save-dtype float16 \
-  --resume --json > "$WORK/stage2.json"
+if [ ! -s "$WORK/stage2/metrics.json" ]; then
+  # shellcheck disable=SC2046
+  $FINETUNE train --data "$DIABETES_TRAIN" "${mix[@]}" --dev "$DIABETES_DEV" --output "$WORK/stage2" \
+    --base-model "$stage2_base" --epochs "$STAGE2_EPOCHS" --learning-rate "$STAGE2_LR" --batch-size "$STAGE2_BATCH" \
+    --max-seq-length "$MAX_SEQ" --doc-stride "$DOC_STRIDE" --seed "$SEED" --save-dtype float16 \
+    $(cap --max-train-examples "$STAGE2_EXAMPLES") $(cap --max-dev-examples "$DEV_EXAMPLES") \
+    --resume --json > "$WORK/stage2.json"
+fi
 
 for dev in "$DIABETES_DEV" "$SQUAD_DEV"; do
-  $FINETUNE evaluate --model "$WORK/stage2" --data "$dev" --json
+  # shellcheck disable=SC2046
+  $FINETUNE evaluate --model "$WORK/stage2" --data "$dev" $(cap --limit "$EVAL_LIMIT") --json
 done > "$WORK/final-eval.jsonl"
 
-rm -rf "$OUTPUT.new" && cp -r "$WORK/stage2" "$OUTPUT.new" && rm -rf "$OUTPUT" && mv "$OUTPUT.new" "$OUTPUT"
+rm -rf "$OUTPUT.new" && mkdir -p "$(dirname "$OUTPUT")" && cp -r "$WORK/stage2" "$OUTPUT.new"
+rm -rf "$OUTPUT" && mv "$OUTPUT.new" "$OUTPUT"
 echo "make_reader: wrote $OUTPUT; dev scores: $(tr '\n' ' ' < "$WORK/final-eval.jsonl")" >&2
