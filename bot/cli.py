@@ -11,6 +11,7 @@ and says which ``retrieval index`` command to run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -243,5 +244,47 @@ def ask(
 
 
 # --- export-feedback ---------------------------------------------------------------------------
-# `bot export-feedback --out FILE` is added here by bot/feedback.py's author: it reads
-# Store.questions_for_review() (bot/store.py: ReviewItem, with the retrieved passages as contexts).
+
+
+@app.command("export-feedback")
+def export_feedback_command(
+    out: Annotated[Path, typer.Option("--out", dir_okay=False, help="The SQuAD v2 file to write.")],
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only questions asked on or after this ISO date/time (UTC).", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Export questions voted "not helpful" and unanswered ones as SQuAD v2, for correcting and retraining.
+
+    Each retrieved passage becomes a paragraph; the bot's answer is pre-filled where it came from,
+    every other entry is marked unanswerable. Correct the spans, check the file with
+    `finetune check FILE`, then add it to `finetune train --data`.
+    """
+    from bot.feedback import export_feedback, parse_since  # noqa: PLC0415 - only this command needs it
+
+    settings = load_settings(db_path=db)
+    try:
+        since_key = parse_since(since) if since is not None else None
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    if not settings.db_path.is_file():
+        raise _fail(
+            f"no database at {settings.db_path} (HELPLINE_DB or --db): the bot has logged nothing yet"
+        )
+    try:
+        store = Store(settings)
+        try:
+            report = export_feedback(store, out, since_key)
+        finally:
+            store.close()
+    except (sqlite3.Error, OSError) as e:
+        raise _fail(f"cannot export from {settings.db_path} to {out}: {e}") from None
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(report)))
+    typer.echo(
+        f"wrote {report.questions} questions over {report.contexts} passages to {report.output}"
+        f" ({report.skipped} skipped: no stored text or no passages)",
+        err=True,
+    )

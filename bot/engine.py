@@ -110,6 +110,23 @@ class Candidate:
     fused: float
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What one question's retrieval and reading produced, before fusion.
+
+    Attributes:
+        retrieved: the passages, best BM25 first.
+        readings: the reader's output, one per passage, in the same order.
+        retrieval_ms: time spent searching the index.
+        reading_ms: time spent in the reader.
+    """
+
+    retrieved: tuple[ScoredPassage, ...]
+    readings: tuple[Reading, ...]
+    retrieval_ms: float
+    reading_ms: float
+
+
 def softmax_with_null(scores: Sequence[float], null_score: float) -> list[float]:
     """Probabilities of ``scores`` in a softmax that also holds a no-answer option.
 
@@ -134,10 +151,78 @@ def normalise_bm25(score: float, half_score: float) -> float:
     return score / (score + half_score) if score > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """The knobs of BERTserini fusion and the answer threshold (a plain value, so tuning can vary it).
+
+    Attributes:
+        mu: weight of the reader score; ``1 - mu`` goes to the normalised BM25 score.
+        bm25_half_score: the BM25 score that normalises to 0.5 (see ``normalise_bm25``).
+        spans_per_passage: candidate spans per passage that compete in the softmax.
+        min_confidence: the fused score the best candidate needs to be given as an answer.
+    """
+
+    mu: float
+    bm25_half_score: float
+    spans_per_passage: int = 1
+    min_confidence: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fusion:
+        """The fusion knobs of the bot's settings."""
+        return cls(
+            settings.fusion_mu, settings.bm25_half_score, settings.spans_per_passage, settings.min_confidence
+        )
+
+
+def rank_candidates(
+    bm25_scores: Sequence[float], readings: Sequence[Reading], fusion: Fusion
+) -> list[Candidate]:
+    """Score every candidate span by BERTserini fusion, best first (a pure function of its inputs).
+
+    Args:
+        bm25_scores: the raw BM25 score of each passage, in the order their readings come.
+        readings: the reader's output, one per passage.
+        fusion: ``mu``, ``bm25_half_score`` and ``spans_per_passage``.
+
+    Returns:
+        The candidates sorted by fused score, best first (empty when no passage had a span).
+    """
+    if len(bm25_scores) != len(readings):
+        raise ValueError(f"got {len(readings)} readings for {len(bm25_scores)} passages")
+    pairs = [
+        (i, span) for i, reading in enumerate(readings) for span in reading.spans[: fusion.spans_per_passage]
+    ]
+    null_scores = [r.no_answer_score for r in readings if math.isfinite(r.no_answer_score)]
+    null = min(null_scores) if null_scores else -math.inf
+    probs = softmax_with_null([span.score for _, span in pairs], null)
+    candidates = []
+    for (i, span), prob in zip(pairs, probs, strict=True):
+        bm25 = normalise_bm25(bm25_scores[i], fusion.bm25_half_score)
+        candidates.append(Candidate(i, span, prob, bm25, fusion.mu * prob + (1 - fusion.mu) * bm25))
+    # Stable sort: equal fused scores keep passage (BM25) order.
+    return sorted(candidates, key=lambda c: c.fused, reverse=True)
+
+
+def choose_answer(candidates: Sequence[Candidate], min_confidence: float) -> Candidate | None:
+    """The candidate to answer with: the best one when it reaches ``min_confidence``, else None.
+
+    Args:
+        candidates: ranked candidates, best first (``rank_candidates``' output).
+        min_confidence: the threshold on the fused score.
+
+    Returns:
+        The winning candidate, or None when the engine should say the documents do not answer.
+    """
+    if not candidates or candidates[0].fused < min_confidence:
+        return None
+    return candidates[0]
+
+
 def fuse_candidates(
     retrieved: Sequence[ScoredPassage], readings: Sequence[Reading], settings: Settings
 ) -> list[Candidate]:
-    """Score every candidate span by BERTserini fusion, best first.
+    """``rank_candidates`` for retrieved passages and the bot's settings.
 
     Args:
         retrieved: the passages, in the order their readings come.
@@ -147,22 +232,7 @@ def fuse_candidates(
     Returns:
         The candidates sorted by fused score, best first (empty when no passage had a span).
     """
-    if len(retrieved) != len(readings):
-        raise ValueError(f"got {len(readings)} readings for {len(retrieved)} passages")
-    pairs = [
-        (i, span)
-        for i, reading in enumerate(readings)
-        for span in reading.spans[: settings.spans_per_passage]
-    ]
-    null_scores = [r.no_answer_score for r in readings if math.isfinite(r.no_answer_score)]
-    null = min(null_scores) if null_scores else -math.inf
-    probs = softmax_with_null([span.score for _, span in pairs], null)
-    mu = settings.fusion_mu
-    candidates = []
-    for (i, span), prob in zip(pairs, probs, strict=True):
-        bm25 = normalise_bm25(retrieved[i].score, settings.bm25_half_score)
-        candidates.append(Candidate(i, span, prob, bm25, mu * prob + (1 - mu) * bm25))
-    return sorted(candidates, key=lambda c: c.fused, reverse=True)
+    return rank_candidates([sp.score for sp in retrieved], readings, Fusion.from_settings(settings))
 
 
 def sentence_around(text: str, start: int, end: int) -> str:
@@ -252,6 +322,29 @@ class AnswerEngine:
         Returns:
             The best span by fused score, or an Answer with ``text=None`` below the threshold.
         """
+        evidence = self.gather(question, self.settings.top_k)
+        started = time.perf_counter()
+        candidates = fuse_candidates(evidence.retrieved, evidence.readings, self.settings)
+        timings = Timings(
+            evidence.retrieval_ms, evidence.reading_ms,
+            evidence.retrieval_ms + evidence.reading_ms + _ms_since(started),
+        )  # fmt: skip
+        return self._decide(evidence.retrieved, candidates, timings)
+
+    def gather(self, question: str, top_k: int) -> Evidence:
+        """Retrieve the top-k passages and read them all in one batched reader call (no fusion yet).
+
+        ``answer()`` fuses what this returns; ``bench/tune_engine.py`` calls it once per question with
+        the largest k it tries and fuses offline with ``rank_candidates`` on the first k passages (a
+        passage's reading does not depend on the other passages read with it).
+
+        Args:
+            question: the question (non-empty).
+            top_k: passages to retrieve and read.
+
+        Returns:
+            The passages, their readings and the time each step took.
+        """
         if not question.strip():
             raise ValueError("question is empty")
         if not self.is_warm:
@@ -259,28 +352,22 @@ class AnswerEngine:
         with self._swap_lock:
             reader, index = self._reader, self._index
         started = time.perf_counter()
-        retrieved = tuple(index.search(question, top_k=self.settings.top_k))
+        retrieved = tuple(index.search(question, top_k=top_k))
         retrieval_ms = _ms_since(started)
         read_start = time.perf_counter()
+        contexts = [sp.passage.text for sp in retrieved]
         readings = (
-            reader.read(
-                question, [sp.passage.text for sp in retrieved], top_k=self.settings.spans_per_passage
-            )
-            if retrieved
-            else []
+            tuple(reader.read(question, contexts, top_k=self.settings.spans_per_passage)) if retrieved else ()
         )
-        reading_ms = _ms_since(read_start)
-        candidates = fuse_candidates(retrieved, readings, self.settings)
-        timings = Timings(retrieval_ms, reading_ms, _ms_since(started))
-        return self._decide(retrieved, candidates, timings)
+        return Evidence(retrieved, readings, retrieval_ms, _ms_since(read_start))
 
     def _decide(
         self, retrieved: tuple[ScoredPassage, ...], candidates: list[Candidate], timings: Timings
     ) -> Answer:
         """Turn the ranked candidates into an answer, or a pointer to the best passage."""
-        best = candidates[0] if candidates else None
-        if best is None or best.fused < self.settings.min_confidence:
-            return self._no_answer(retrieved, best, timings)
+        best = choose_answer(candidates, self.settings.min_confidence)
+        if best is None:
+            return self._no_answer(retrieved, candidates[0] if candidates else None, timings)
         passage = retrieved[best.passage_index].passage
         sentence = sentence_around(passage.text, best.span.start, best.span.end)
         return Answer(
@@ -345,6 +432,11 @@ class AnswerEngine:
         """Build and warm up the real reader (imported here: torch loads only when a model is served)."""
         from finetune.reader import Reader  # noqa: PLC0415 - keeps `bot --help` and the handlers torch-free
 
+        if self.settings.reader_threads:
+            import torch  # noqa: PLC0415 - loaded by the Reader import above anyway
+
+            # Process-wide: the reader is the only torch user in the bot process.
+            torch.set_num_threads(self.settings.reader_threads)
         reader = Reader(model_dir, max_answer_length=self.settings.max_answer_tokens)
         reader.warm_up()
         return reader

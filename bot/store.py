@@ -345,6 +345,24 @@ class Store:
             ).fetchall()
             return [ReviewItem(*row, contexts=self._contexts(row[0])) for row in rows]
 
+    def count_review_without_text(self, since: str = "") -> int:
+        """How many questions would be up for review but were stored without their text (privacy).
+
+        Args:
+            since: only questions asked at or after this ISO UTC time (``""`` for all).
+
+        Returns:
+            The count (``bot export-feedback`` reports them as skipped).
+        """
+        with self._lock:
+            (count,) = self._conn.execute(
+                "SELECT COUNT(*) FROM questions q WHERE q.question IS NULL AND q.asked_at >= ? AND"
+                " (q.answer IS NULL OR EXISTS (SELECT 1 FROM feedback f WHERE f.question_id = q.id"
+                " AND f.helpful = 0))",
+                (since,),
+            ).fetchone()
+        return int(count)
+
     def _contexts(self, question_id: int) -> tuple[StoredPassage, ...]:
         """The passages retrieved for a question, best BM25 first."""
         rows = self._conn.execute(
