@@ -43,11 +43,16 @@ class Settings(BaseSettings):
     db_path: Path = Field(Path("var/helpline.db"), alias="HELPLINE_DB")
 
     # --- Answering (tuned by bench/tune_engine.py) ----------------------------------------------
-    top_k: int = Field(5, ge=1, le=50, alias="HELPLINE_TOP_K")
+    # top_k, fusion_mu and min_confidence come from `bench/tune_engine.py` with the shipped reader on
+    # data/diabetes-qa/dev.json asked against data/docs (best F1; F1 within one question's worth is a
+    # tie, won by the smaller k): k=1, mu=1.0, 0.98 gives dev EM 35.0 / F1 48.2 with 68% answered
+    # (in-sample; 2-fold by document: F1 41.7). k=5 (mu 0.1) scores F1 48.4 but answers everything,
+    # unanswerable questions included, and reads five times the text.
+    top_k: int = Field(1, ge=1, le=50, alias="HELPLINE_TOP_K")
     # BERTserini fusion weight: mu * reader score + (1 - mu) * normalised BM25 score.
-    fusion_mu: float = Field(0.5, ge=0.0, le=1.0, alias="HELPLINE_FUSION_MU")
+    fusion_mu: float = Field(1.0, ge=0.0, le=1.0, alias="HELPLINE_FUSION_MU")
     # Below this confidence the bot says the documents do not answer the question.
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
+    min_confidence: float = Field(0.98, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
     max_answer_tokens: int = Field(30, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
     # BM25 scores are unbounded; score / (score + bm25_half_score) maps them into [0, 1), and a
     # passage whose BM25 score equals bm25_half_score counts as a half-certain match. (On the bundled
@@ -55,6 +60,11 @@ class Settings(BaseSettings):
     bm25_half_score: float = Field(10.0, gt=0.0, alias="HELPLINE_BM25_HALF_SCORE")
     # Candidate spans the reader returns per passage (all compete in one softmax).
     spans_per_passage: int = Field(1, ge=1, le=20, alias="HELPLINE_SPANS_PER_PASSAGE")
+    # CPU threads for the reader's forward pass (torch.set_num_threads; 0 keeps torch's default, one
+    # per core). One thread by default: on this project's shared 2-core machine, two threads made a
+    # 5-passage read 3-10x slower whenever other processes competed for the cores (each parallel
+    # region waits for its slowest thread), see bench/bench_answer_latency.py.
+    reader_threads: int = Field(1, ge=0, le=256, alias="HELPLINE_READER_THREADS")
 
     # --- Members --------------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(10, ge=1, alias="HELPLINE_RATE_LIMIT")
