@@ -16,7 +16,7 @@ one JSON line.
 
 Usage:
     .venv/bin/python bench/bench_train.py                          # 64 questions (a few minutes on CPU)
-    .venv/bin/python bench/bench_train.py --examples 32 --batch-size 8
+    .venv/bin/python bench/bench_train.py --examples 48 --batch-size 8 --threads 1   # a shared CPU
 """
 
 from __future__ import annotations
@@ -220,7 +220,17 @@ def main() -> None:
     parser.add_argument("--base-model", default="minilm")
     parser.add_argument("--max-seq-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 keeps a shared CPU's load from stalling)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        # With other processes on the cores, a multi-threaded op waits for its slowest (descheduled)
+        # thread at every barrier; one thread per process keeps timings meaningful on a shared machine.
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.examples < 2 * args.batch_size:
         parser.error("--examples must be at least twice --batch-size (one batch warms up)")
@@ -239,6 +249,7 @@ def main() -> None:
     print(f"speed-up: {ratio:.2f}x features/s, {question_ratio:.2f}x questions/s (goal >= 3x)")
     print(json.dumps({
         "examples": len(examples), "batch_size": args.batch_size, "hardware": describe_hardware(),
+        "threads": torch.get_num_threads(),
         "ours_features_per_s": round(ours.features_per_s, 3),
         "tutorial_features_per_s": round(tutorial.features_per_s, 3),
         "ratio": round(ratio, 2), "questions_ratio": round(question_ratio, 2),
