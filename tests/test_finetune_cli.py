@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,24 @@ def test_train_bad_options_exit_1(tmp_path: Path) -> None:
     missing_data = _invoke("train", "--data", tmp_path / "none.json", "--output", tmp_path / "o")
     _assert_one_line_error(missing_data, "no such file")
     assert not (tmp_path / "o").exists()
+
+
+def test_runs_as_a_module_from_a_bare_checkout_without_our_other_packages(tmp_path: Path) -> None:
+    """The GPU machine runs ``PYTHONPATH=. python3 -m finetune.cli`` without pydantic-settings & co."""
+    repo = Path(__file__).resolve().parents[1]
+    forbidden = ["bot", "retrieval", "pydantic_settings", "rank_bm25", "Stemmer", "telegram"]
+    probe = (
+        "import sys\n"
+        "import finetune.cli, finetune.train, finetune.reader, finetune.commands, finetune.evaluation\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({forbidden!r})))\n"
+    )
+    env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+    help_run = subprocess.run(
+        [sys.executable, "-m", "finetune.cli", "--help"], env=env, cwd=repo, capture_output=True, text=True
+    )
+    assert help_run.returncode == 0 and "train" in help_run.stdout
