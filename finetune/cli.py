@@ -221,6 +221,9 @@ def evaluate(
     seed: Annotated[
         int, typer.Option(help="Seed for --limit sampling.", rich_help_panel=ADVANCED)
     ] = SEED_DEFAULT,
+    precision: Annotated[
+        str, typer.Option(help="auto, fp32, bf16 or fp16.", rich_help_panel=ADVANCED)
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Score a model with the official SQuAD metric (EM, F1; HasAns/NoAns on v2 data)."""
@@ -229,7 +232,7 @@ def evaluate(
     with user_errors():
         scores = evaluate_model(
             model, data, limit=limit, predictions_out=predictions, batch_size=batch_size, device=device,
-            max_seq_length=max_seq_length, doc_stride=doc_stride, seed=seed,
+            max_seq_length=max_seq_length, doc_stride=doc_stride, seed=seed, precision=precision,
         )  # fmt: skip
     human = f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  over {scores['n']} questions"
     if "HasAns_f1" in scores:

@@ -66,6 +66,7 @@ def evaluate_model(
     max_seq_length: int = 384,
     doc_stride: int = 128,
     seed: int = 42,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Score a model on a SQuAD file with the official metric.
 
@@ -79,6 +80,7 @@ def evaluate_model(
         max_seq_length: tokens per window.
         doc_stride: window overlap.
         seed: the sampling seed.
+        precision: autocast precision (``auto``, ``fp32``, ``bf16``, ``fp16``).
 
     Returns:
         ``{"exact_match", "f1", "n", "seconds", "questions_per_second", "model", "data"}`` (+ HasAns/NoAns
@@ -91,8 +93,9 @@ def evaluate_model(
     if not examples:
         raise ValueError(f"{data_file}: no usable questions to evaluate")
     reader = Reader(
-        model_dir, device=device, max_seq_length=max_seq_length, doc_stride=doc_stride, batch_size=batch_size
-    )
+        model_dir, device=device, max_seq_length=max_seq_length, doc_stride=doc_stride, batch_size=batch_size,
+        precision=precision,
+    )  # fmt: skip
     reader.warm_up()
     started = time.perf_counter()
     eval_set = build_eval_set(reader.tokenizer, examples, reader.windows)
