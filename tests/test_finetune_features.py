@@ -12,6 +12,7 @@ from finetune.features import (
     prepare_eval_features,
     prepare_train_features,
 )
+from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
 from finetune.squad import GoldAnswer, SquadExample
 from tests.finetune_fixtures import CONTEXT_A1C, CONTEXT_FOOT, CONTEXT_INSULIN, make_tokenizer
 
@@ -109,3 +110,21 @@ def test_mismatched_inputs_and_bad_settings_are_refused() -> None:
         prepare_eval_features(make_tokenizer(), ["a", "b"], ["c"], SMALL_WINDOWS)
     with pytest.raises(ValueError, match="doc_stride"):
         WindowSettings(max_seq_length=64, doc_stride=64)
+
+
+def test_labels_decode_back_to_the_answer_through_the_span_decoder() -> None:
+    """char span -> token labels -> logits peaked at those labels -> decode_question -> the same chars."""
+    tokenizer = make_tokenizer()
+    answer = "average blood sugar"  # only wholly inside the second window and later ones
+    example = _example(answer)
+    features = prepare_train_features(tokenizer, [example], SMALL_WINDOWS)
+    windows = prepare_eval_features(tokenizer, [example.question], [example.context], SMALL_WINDOWS)
+    logits = []
+    for feature, window in zip(features, windows, strict=True):
+        start, end = np.zeros(len(window.input_ids)), np.zeros(len(window.input_ids))
+        start[feature.start_position] = end[feature.end_position] = 10.0
+        logits.append(WindowLogits(start, end, window.offsets, window.cls_index))
+    assert features[0].start_position == 0 and features[1].start_position != 0
+    (reading,) = decode_question([example.context], [logits], DecodeSettings())
+    best = reading.best
+    assert (best.text, best.start, best.end) == (answer, example.answers[0].start, example.answers[0].end)
