@@ -61,9 +61,10 @@ class Settings(BaseSettings):
     # Candidate spans the reader returns per passage (all compete in one softmax).
     spans_per_passage: int = Field(1, ge=1, le=20, alias="HELPLINE_SPANS_PER_PASSAGE")
     # CPU threads for the reader's forward pass (torch.set_num_threads; 0 keeps torch's default, one
-    # per core). One thread by default: on this project's shared 2-core machine, two threads made a
-    # 5-passage read 3-10x slower whenever other processes competed for the cores (each parallel
-    # region waits for its slowest thread), see bench/bench_answer_latency.py.
+    # per core). One thread by default: on this project's shared 2-core machine, with other processes
+    # competing for the cores, two threads made answers 9.7x slower at p50 (277 vs 29 ms; p95 1564 vs
+    # 48 ms, load average 2.6): each parallel region waits for its slowest, descheduled thread
+    # (bench/bench_answer_latency.py). On a dedicated many-core server, raise it.
     reader_threads: int = Field(1, ge=0, le=256, alias="HELPLINE_READER_THREADS")
 
     # --- Members --------------------------------------------------------------------------------
