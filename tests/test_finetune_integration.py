@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from finetune.commands import evaluate_model
 from finetune.config import TrainConfig
@@ -56,8 +58,18 @@ def _document() -> dict:
     return {"version": "1.1", "data": [{"title": "Diabetes basics", "paragraphs": paragraphs}]}
 
 
+@pytest.fixture
+def one_cpu_thread() -> Iterator[None]:
+    """Train on one thread: on a CPU shared with other jobs, two threads wait on each other at every
+    barrier and a step can take 10x longer (measured on our shared 2-core machine: 0.5 s vs 7 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.integration
-def test_fine_tune_minilm_for_a_few_steps_and_evaluate(tmp_path: Path) -> None:
+def test_fine_tune_minilm_for_a_few_steps_and_evaluate(tmp_path: Path, one_cpu_thread: None) -> None:
     data = write_json(tmp_path / "train.json", _document())
     config = TrainConfig(
         data=(data,), dev=data, output=tmp_path / "model", base_model="minilm", epochs=2, batch_size=8,
