@@ -48,6 +48,7 @@ class Reader:
         n_best_size: int = 20,
         batch_size: int = 32,
         precision: str = "auto",
+        num_threads: int | None = None,
     ) -> None:
         """Check and store the settings; nothing is loaded until ``warm_up()``.
 
@@ -61,6 +62,9 @@ class Reader:
             batch_size: windows per forward pass.
             precision: ``auto`` (bf16 autocast on bf16 CPUs and GPUs, fp16 on other GPUs), or
                 ``fp32``, ``bf16``, ``fp16``.
+            num_threads: torch CPU threads, set for the whole process by ``warm_up()`` (None: leave
+                torch's default, one per core). On a CPU shared with other busy processes, 1 can be
+                several times faster: the threads of one op wait for each other at every barrier.
         """
         self.model_dir = Path(model_dir)
         self.windows = WindowSettings(max_seq_length, doc_stride)
@@ -68,6 +72,9 @@ class Reader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+        self.num_threads = num_threads
         self.device = pick_device(device)
         self.dtype = autocast_dtype(self.device, precision)
         self._model: Any = None
@@ -97,6 +104,8 @@ class Reader:
                 raise FileNotFoundError(
                     f"no model in {self.model_dir} (config.json missing): train one first"
                 )
+            if self.num_threads is not None:
+                torch.set_num_threads(self.num_threads)
             tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
             model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
             model.to(self.device).eval()

@@ -115,3 +115,16 @@ def test_cpu_bf16_detection_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp
         inference.cpu_supports_bf16.cache_clear()
         assert inference.cpu_supports_bf16() is expected
     inference.cpu_supports_bf16.cache_clear()
+
+
+def test_num_threads_is_applied_at_warm_up(model_dir: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        reader = Reader(model_dir, device="cpu", num_threads=1)
+        assert torch.get_num_threads() == before  # __init__ loads and changes nothing
+        reader.warm_up()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="num_threads must be at least 1"):
+        Reader(model_dir, num_threads=0)
