@@ -86,7 +86,7 @@ def _emit(document: Any, as_json: bool, human: str) -> None:
 
 @app.command()
 def check(
-    files: Annotated[list[Path], typer.Argument(help="SQuAD files (.json or .json.gz).", dir_okay=False)],
+    files: Annotated[list[Path], typer.Argument(help="SQuAD files (.json or .json.gz).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     tokenizer: Annotated[
         str, typer.Option(help="Tokenizer for the window count (minilm, a model dir or a hub id).")
@@ -208,8 +208,8 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model directory.", file_okay=False)],
-    data: Annotated[Path, typer.Option(help="SQuAD file to score against.", dir_okay=False)],
+    model: Annotated[Path, typer.Option(help="Model directory.")],
+    data: Annotated[Path, typer.Option(help="SQuAD file to score against.")],
     limit: Annotated[int | None, typer.Option(help="Score a seeded random sample of N questions.")] = None,
     predictions: Annotated[Path | None, typer.Option(help="Write id -> answer JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.", rich_help_panel=ADVANCED)] = 64,
@@ -242,12 +242,10 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="Model directory.", file_okay=False)],
+    model: Annotated[Path, typer.Option(help="Model directory.")],
     question: Annotated[str, typer.Option(help="The question.")],
     context: Annotated[str | None, typer.Option(help="The passage to read.")] = None,
-    context_file: Annotated[
-        Path | None, typer.Option(help="Read the passage from a file.", dir_okay=False)
-    ] = None,
+    context_file: Annotated[Path | None, typer.Option(help="Read the passage from a file.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda... (default: best available).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
@@ -277,7 +275,7 @@ def predict(
 
 @app.command()
 def split(
-    file: Annotated[Path, typer.Argument(help="SQuAD file (.json or .json.gz).", dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="SQuAD file (.json or .json.gz).")],
     dev_articles: Annotated[int, typer.Option(help="Articles (chosen at random) to hold out as dev.")],
     train_out: Annotated[Path, typer.Option(help="Where to write the training part (.json or .json.gz).")],
     dev_out: Annotated[Path, typer.Option(help="Where to write the dev part (.json or .json.gz).")],

@@ -160,11 +160,16 @@ def read_json(path: Path) -> Any:
         SquadFormatError: missing file, bad gzip, not UTF-8, or invalid/truncated JSON.
     """
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        raw = path.read_bytes()
     except FileNotFoundError as e:
         raise SquadFormatError(f"{path}: no such file") from e
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut .gz is an EOFError
-        raise SquadFormatError(f"{path}: cannot read the gzip data ({e}); is the file complete?") from e
+    except OSError as e:
+        raise SquadFormatError(f"{path}: cannot read it ({e.strerror or e})") from e
+    if path.name.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut .gz is an EOFError
+            raise SquadFormatError(f"{path}: cannot read the gzip data ({e}); is the file complete?") from e
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -221,3 +221,10 @@ def test_runs_as_a_module_from_a_bare_checkout_without_our_other_packages(tmp_pa
         [sys.executable, "-m", "finetune.cli", "--help"], env=env, cwd=repo, capture_output=True, text=True
     )
     assert help_run.returncode == 0 and "train" in help_run.stdout
+
+
+def test_a_directory_where_a_file_belongs_is_a_one_line_error(tmp_path: Path) -> None:
+    _assert_one_line_error(_invoke("check", tmp_path), str(tmp_path), "cannot read it")
+    _assert_one_line_error(
+        _invoke("predict", "--model", tmp_path, "--question", "Q?", "--context", "x"), "no model in"
+    )
