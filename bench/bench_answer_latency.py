@@ -13,6 +13,22 @@ every timing; when a configuration's mean load is above ``--max-load``, its meas
 
 Goal: p50 under 150 ms for the served configuration on this 2-core machine.
 
+Two full runs (26 Nov 2026, 2 cores with AMX, shared; p50 / p95 ms and the run's mean load average):
+
+=====================================  ==================  ==================
+configuration                          run 1               run 2
+=====================================  ==================  ==================
+served (k=1, 1 thread, bf16 autocast)  28.7 / 47.8 (2.6)   30.7 / 47.4 (3.0)
+served, fp32 (no autocast)             45.7 / 62.9 (2.6)   46.3 / 63.9 (2.9)
+served, torch's default 2 threads      276.9 / 1564 (2.6)  25.6 / 39.2 (2.9)
+k=5                                    112.8 / 212 (2.7)   135.5 / 214 (2.8)
+k=5, one passage at a time             148.2 / 227 (2.7)   186.8 / 251 (2.7)
+before tuning (k=5, 2 threads)         601.2 / 1619 (2.7)  1565 / 1687 (3.0)
+=====================================  ==================  ==================
+
+Retrieval is ~0.3 ms of it; the rest is reading. bf16 autocast gave the same answers as fp32 on all
+100 questions, 1.5x faster; two threads are a gamble on a contended machine, one thread is steady.
+
 Usage:
     .venv/bin/python bench/bench_answer_latency.py            # table
     .venv/bin/python bench/bench_answer_latency.py --json     # one JSON document on stdout

@@ -61,10 +61,11 @@ class Settings(BaseSettings):
     # Candidate spans the reader returns per passage (all compete in one softmax).
     spans_per_passage: int = Field(1, ge=1, le=20, alias="HELPLINE_SPANS_PER_PASSAGE")
     # CPU threads for the reader's forward pass (torch.set_num_threads; 0 keeps torch's default, one
-    # per core). One thread by default: on this project's shared 2-core machine, with other processes
-    # competing for the cores, two threads made answers 9.7x slower at p50 (277 vs 29 ms; p95 1564 vs
-    # 48 ms, load average 2.6): each parallel region waits for its slowest, descheduled thread
-    # (bench/bench_answer_latency.py). On a dedicated many-core server, raise it.
+    # per core). One thread by default: on this project's shared 2-core machine (load average 2.6-3.0)
+    # one thread answered at a steady p50 of 29-31 ms in two runs of bench/bench_answer_latency.py,
+    # while two threads gave 277 ms in one run and 26 ms in the other (601-1565 ms at k=5): with the
+    # cores contended, each parallel region waits for its slowest, descheduled thread. On a dedicated
+    # many-core server, raise it.
     reader_threads: int = Field(1, ge=0, le=256, alias="HELPLINE_READER_THREADS")
 
     # --- Members --------------------------------------------------------------------------------
