@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,17 @@ class FakeReader:
                 span = Span(phrase, start, start + len(phrase), ANSWER_SCORE, 1.0)
                 return Reading((span,), NO_ANSWER_SCORE)
         return Reading((), NO_ANSWER_SCORE)
+
+
+
+class FixedClock:
+    """A clock the test sets by hand (``clock.now = ...``) for the store's time-based queries."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

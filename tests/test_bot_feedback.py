@@ -15,7 +15,7 @@ from bot.engine import AnswerEngine
 from bot.feedback import export_feedback, parse_since
 from bot.store import Store
 from finetune.squad import load_squad
-from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, make_settings
+from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, FixedClock, make_settings
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ANSWERED = "What is brittle diabetes characterized by?"
@@ -25,23 +25,16 @@ SUMMARY_KEYS = ["output", "questions", "contexts", "skipped"]
 runner = CliRunner()
 
 
-class Clock:
-    def __init__(self, now: datetime = NOW):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> AnswerEngine:
     return AnswerEngine(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
 
 
-def make_store(tmp_path: Path, clock: Clock | None = None, **overrides) -> Store:
+def make_store(tmp_path: Path, clock: FixedClock | None = None, **overrides) -> Store:
     """A store on HELPLINE_DB's path (the CLI finds it there too)."""
     return Store(
-        make_settings(tmp_path, db_path=Path(os.environ["HELPLINE_DB"]), **overrides), clock=clock or Clock()
+        make_settings(tmp_path, db_path=Path(os.environ["HELPLINE_DB"]), **overrides),
+        clock=clock or FixedClock(NOW),
     )
 
 
@@ -112,7 +105,7 @@ def test_titles_and_sources_are_kept(tmp_path: Path, engine: AnswerEngine) -> No
 
 
 def test_ids_are_stable_across_exports_and_unique(tmp_path: Path, engine: AnswerEngine) -> None:
-    clock = Clock()
+    clock = FixedClock(NOW)
     store = make_store(tmp_path, clock)
     fill(store, engine)
     first, second = tmp_path / "a.json", tmp_path / "b.json"
@@ -146,7 +139,7 @@ def test_questions_without_stored_text_are_skipped_and_counted(tmp_path: Path, e
 
 
 def test_since_keeps_only_recent_questions(tmp_path: Path, engine: AnswerEngine) -> None:
-    clock = Clock(NOW - timedelta(days=2))
+    clock = FixedClock(NOW - timedelta(days=2))
     store = make_store(tmp_path, clock)
     store.log_question(1, "Is brittle diabetes old news?", engine.answer("Is brittle diabetes old news?"))
     clock.now = NOW

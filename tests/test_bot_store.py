@@ -11,19 +11,11 @@ import pytest
 from bot.engine import Answer, AnswerEngine, Timings
 from bot.migrations import MIGRATIONS, migrate
 from bot.store import Store
-from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, make_settings
+from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, FixedClock, make_settings
 
 NOW = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
 ANSWERED = "What is brittle diabetes characterized by?"
 UNANSWERED = "Is brittle diabetes rare?"
-
-
-class Clock:
-    def __init__(self, now: datetime = NOW):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -31,8 +23,8 @@ def engine(tmp_path: Path) -> AnswerEngine:
     return AnswerEngine(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
 
 
-def make_store(tmp_path: Path, clock: Clock | None = None, **overrides) -> Store:
-    return Store(make_settings(tmp_path, **overrides), clock=clock or Clock())
+def make_store(tmp_path: Path, clock: FixedClock | None = None, **overrides) -> Store:
+    return Store(make_settings(tmp_path, **overrides), clock=clock or FixedClock(NOW))
 
 
 def columns(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -102,7 +94,7 @@ def test_admin_attempts_are_logged_allowed_or_refused(tmp_path: Path) -> None:
 
 
 def test_stats_today_and_all_time(tmp_path: Path, engine: AnswerEngine) -> None:
-    clock = Clock(NOW - timedelta(days=1))
+    clock = FixedClock(NOW - timedelta(days=1))
     store = make_store(tmp_path, clock)
     store.log_question(1, UNANSWERED, with_latency(engine.answer(UNANSWERED), 100.0))
     clock.now = NOW
