@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -53,6 +54,10 @@ MU_VALUES = tuple(round(i / 10, 1) for i in range(11))
 THRESHOLDS = tuple(round(i / 100, 2) for i in range(101))
 # Two F1 values closer than this are a tie (sums of floats over 206 questions).
 TIE = 1e-9
+# The honesty floor: a setting must decline at least this share of the dev questions that the documents
+# do not answer. F1 alone rewards answering everything (only ~11% of dev is unanswerable), but a health
+# helpline that never says "I don't know" invents answers; the floor keeps the threshold meaningful.
+MIN_NO_ANSWER_RECALL = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Setting:
     exact_match: float
     f1: float
     answered_share: float
+    no_answer_recall: float  # share of the unanswerable questions declined
 
 
 def question_score(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
@@ -131,28 +137,47 @@ def pick_threshold(f1_by_threshold: Sequence[float]) -> int:
     return (first + last) // 2
 
 
+def no_answer_recall(
+    observed: Sequence[Observed], best: Sequence[tuple[float, str]], threshold: float
+) -> float:
+    """Share of the unanswerable questions that the engine declines at ``threshold`` (1.0 if none)."""
+    declined = [fused < threshold for q, (fused, _) in zip(observed, best, strict=True) if not q.golds]
+    return sum(declined) / len(declined) if declined else 1.0
+
+
 def sweep_thresholds(
-    observed: Sequence[Observed], best: Sequence[tuple[float, str]], k: int, mu: float
+    observed: Sequence[Observed],
+    best: Sequence[tuple[float, str]],
+    k: int,
+    mu: float,
+    min_no_answer: float = MIN_NO_ANSWER_RECALL,
 ) -> Setting:
-    """The best threshold for one (k, mu), scored on every question."""
+    """The best threshold for one (k, mu) among those meeting the honesty floor, scored on every question."""
     answered = [question_score(text, q.golds) for q, (_, text) in zip(observed, best, strict=True)]
     silent = [question_score("", q.golds) for q in observed]
-    totals = []
+    totals, allowed = [], []
     for t in THRESHOLDS:
         picks = [a if fused >= t else s for (fused, _), a, s in zip(best, answered, silent, strict=True)]
         totals.append((sum(p[0] for p in picks), sum(p[1] for p in picks)))
-    i = pick_threshold([total[1] for total in totals])
+        honest = no_answer_recall(observed, best, t) >= min_no_answer
+        allowed.append(totals[-1][1] if honest else -math.inf)
+    # Declining more is monotone in the threshold, so the top threshold is honest when any is.
+    i = pick_threshold(allowed) if max(allowed) > -math.inf else len(THRESHOLDS) - 1
     n = len(observed)
     share = sum(fused >= THRESHOLDS[i] for fused, _ in best) / n
-    return Setting(k, mu, THRESHOLDS[i], 100 * totals[i][0] / n, 100 * totals[i][1] / n, share)
+    recall = no_answer_recall(observed, best, THRESHOLDS[i])
+    return Setting(k, mu, THRESHOLDS[i], 100 * totals[i][0] / n, 100 * totals[i][1] / n, share, recall)
 
 
-def grid_search(observed: Sequence[Observed], base: Fusion) -> dict[int, Setting]:
+def grid_search(
+    observed: Sequence[Observed], base: Fusion, min_no_answer: float = MIN_NO_ANSWER_RECALL
+) -> dict[int, Setting]:
     """The best (mu, threshold) for every k (ties: smaller mu)."""
     best_by_k: dict[int, Setting] = {}
     for k in K_VALUES:
         for mu in MU_VALUES:
-            setting = sweep_thresholds(observed, best_per_question(observed, k, mu, base), k, mu)
+            best = best_per_question(observed, k, mu, base)
+            setting = sweep_thresholds(observed, best, k, mu, min_no_answer)
             if k not in best_by_k or setting.f1 > best_by_k[k].f1 + TIE:
                 best_by_k[k] = setting
     return best_by_k
@@ -219,9 +244,8 @@ def score_fixed(observed: Sequence[Observed], k: int, mu: float, threshold: floa
     ]
     n = len(observed)
     share = sum(fused >= threshold for fused, _ in best) / n
-    return Setting(
-        k, mu, threshold, 100 * sum(p[0] for p in picks) / n, 100 * sum(p[1] for p in picks) / n, share
-    )
+    em, f1_total = (100 * sum(p[i] for p in picks) / n for i in (0, 1))
+    return Setting(k, mu, threshold, em, f1_total, share, no_answer_recall(observed, best, threshold))
 
 
 def tune(observed: Sequence[Observed], settings: Settings, split: str, read_seconds: float) -> TuningReport:
@@ -240,15 +264,23 @@ def print_report(report: TuningReport) -> None:
     """The human-readable report."""
     print(f"{report.questions} {report.split} questions read in {report.read_seconds:.0f} s", end=" ")
     print(f"(load average {report.loadavg:.1f})")
-    print(f"best settings per k ({report.split}, F1 objective):")
-    print(f"  {'k':>2}  {'mu':>4}  {'min_conf':>8}  {'EM':>5}  {'F1':>5}  {'answered':>8}")
+    print(
+        f"best settings per k ({report.split}, F1 objective, declining at least"
+        f" {MIN_NO_ANSWER_RECALL:.0%} of the unanswerable questions):"
+    )
+    print(f"  {'k':>2}  {'mu':>4}  {'min_conf':>8}  {'EM':>5}  {'F1':>5}  {'answered':>8}  {'declined':>8}")
     for s in report.per_k:
         mark = "  <- chosen" if s == report.chosen else ""
-        scores_text = f"{s.exact_match:>5.1f}  {s.f1:>5.1f}  {s.answered_share:>8.1%}"
+        scores_text = (
+            f"{s.exact_match:>5.1f}  {s.f1:>5.1f}  {s.answered_share:>8.1%}  {s.no_answer_recall:>8.1%}"
+        )
         print(f"  {s.k:>2}  {s.mu:>4.1f}  {s.threshold:>8.2f}  {scores_text}{mark}")
     d, c, scores = report.current_defaults, report.chosen, report.scores
     print(f"current defaults (bot/config.py) k={d.k} mu={d.mu} min_confidence={d.threshold}:", end=" ")
-    print(f"EM {d.exact_match:.1f} F1 {d.f1:.1f}, answered {d.answered_share:.1%}")
+    print(
+        f"EM {d.exact_match:.1f} F1 {d.f1:.1f}, answered {d.answered_share:.1%},"
+        f" declined {d.no_answer_recall:.1%} of the unanswerable"
+    )
     print(f"chosen: HELPLINE_TOP_K={c.k} HELPLINE_FUSION_MU={c.mu} HELPLINE_MIN_CONFIDENCE={c.threshold}")
     print(
         f"with them (finetune.metrics): EM {scores['exact_match']:.1f}, F1 {scores['f1']:.1f}"

@@ -125,7 +125,10 @@ def test_threshold_is_the_middle_of_the_best_run(tuner: ModuleType) -> None:
 
 def test_smaller_k_wins_within_one_question(tuner: ModuleType) -> None:
     setting = tuner.Setting
-    best = {1: setting(1, 1.0, 0.9, 30.0, 48.2, 0.7), 5: setting(5, 0.1, 0.2, 31.0, 48.4, 1.0)}
+    best = {
+        1: setting(1, 1.0, 0.9, 30.0, 48.2, 0.7, 0.6),
+        5: setting(5, 0.1, 0.2, 31.0, 48.4, 1.0, 0.5),
+    }
     assert tuner.choose(best, questions=206).k == 1  # 0.2 F1 apart, less than 100/206
     assert tuner.choose(best, questions=1000).k == 5  # 0.1 F1 per question: 0.2 is a real gain
 
@@ -143,3 +146,21 @@ def test_sweep_answers_only_when_that_pays(tuner: ModuleType) -> None:
     assert setting.answered_share == pytest.approx(0.5)
     scores = tuner.official_scores(observed, setting, Fusion(1.0, 10.0))
     assert scores["f1"] == pytest.approx(100.0) and scores["NoAns_f1"] == pytest.approx(100.0)
+
+
+def test_sweep_keeps_the_honesty_floor_even_when_answering_everything_scores_more(
+    tuner: ModuleType,
+) -> None:
+    """Answering the unanswerable costs 0 F1 per question less than declining the answerable costs:
+    F1 alone would answer everything; the floor makes the tuner decline the unanswerable question."""
+    observed = [
+        tuner.Observed("a", "doc", ("s0",), (5.0,), (reading(1.0, null=0.0),)),
+        tuner.Observed("b", "doc", ("s0",), (5.0,), (reading(1.0, null=0.0),)),
+        tuner.Observed("c", "doc", (), (5.0,), (reading(3.0, null=0.0),)),
+    ]
+    best = tuner.best_per_question(observed, 1, 1.0, Fusion(1.0, 10.0))
+    greedy = tuner.sweep_thresholds(observed, best, 1, 1.0, min_no_answer=0.0)
+    honest = tuner.sweep_thresholds(observed, best, 1, 1.0, min_no_answer=0.5)
+    assert greedy.answered_share == pytest.approx(1.0) and greedy.no_answer_recall == 0.0
+    assert honest.no_answer_recall == 1.0
+    assert honest.f1 < greedy.f1  # the floor costs F1 here, and is kept anyway
