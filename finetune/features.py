@@ -12,7 +12,7 @@ loop over tokens.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,17 +174,21 @@ def prepare_eval_features(
     if len(questions) != len(contexts):
         raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
     windows: list[Window] = []
-    for begin in range(0, len(questions), TOKENIZE_BATCH):
-        encoded = _encode(
-            tokenizer,
-            questions[begin : begin + TOKENIZE_BATCH],
-            contexts[begin : begin + TOKENIZE_BATCH],
-            settings,
-        )
+    for begin, encoded in _encoded_batches(tokenizer, questions, contexts, settings):
         for encoding, sample in zip(encoded.encodings, encoded["overflow_to_sample_mapping"], strict=True):
             ids, type_ids, offsets, cls_index = _window_arrays(encoding, tokenizer.cls_token_id)
             windows.append(Window(begin + int(sample), ids, type_ids, offsets, cls_index))
     return windows
+
+
+def _encoded_batches(
+    tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], settings: WindowSettings
+) -> Iterator[tuple[int, Any]]:
+    """The tokenizer's windows for the pairs, ``TOKENIZE_BATCH`` pairs a call (fast tokenizers are
+    much faster on batches), each with the index of its first pair."""
+    for begin in range(0, len(questions), TOKENIZE_BATCH):
+        end = begin + TOKENIZE_BATCH
+        yield begin, _encode(tokenizer, questions[begin:end], contexts[begin:end], settings)
 
 
 def count_multi_window(
@@ -192,12 +196,6 @@ def count_multi_window(
 ) -> int:
     """How many (question, context) pairs need more than one window."""
     counts = np.zeros(len(questions), dtype=np.int64)
-    for begin in range(0, len(questions), TOKENIZE_BATCH):
-        encoded = _encode(
-            tokenizer,
-            questions[begin : begin + TOKENIZE_BATCH],
-            contexts[begin : begin + TOKENIZE_BATCH],
-            settings,
-        )
+    for begin, encoded in _encoded_batches(tokenizer, questions, contexts, settings):
         np.add.at(counts, begin + np.asarray(encoded["overflow_to_sample_mapping"]), 1)
     return int((counts > 1).sum())
