@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +88,25 @@ def test_fine_tune_minilm_for_a_few_steps_and_evaluate(tmp_path: Path, one_cpu_t
     assert scores["n"] == 16
     assert scores["f1"] == pytest.approx(result.best_dev["f1"], abs=1.0)  # evaluate == the in-training eval
     assert scores["f1"] > 0.0
+
+
+@pytest.mark.integration
+def test_the_same_train_command_runs_under_torchrun(tmp_path: Path) -> None:
+    """README's scale-out claim: `torchrun --nproc_per_node N -m finetune.cli train ...` unchanged.
+
+    Two processes on the CPU (gloo) stand in for two GPUs: both train, only rank 0 writes the output
+    and prints the one JSON document.
+    """
+    data = write_json(tmp_path / "train.json", _document())
+    output = tmp_path / "model"
+    command = [
+        str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "finetune.cli",
+        "train", "--data", str(data), "--dev", str(data), "--output", str(output), "--epochs", "1",
+        "--batch-size", "4", "--max-seq-length", "128", "--doc-stride", "64", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)  # exactly one JSON document: rank 1 printed nothing
+    assert summary["train_examples"] == 16 and summary["output"] == str(output)
+    assert (output / "model.safetensors").is_file() and (output / "metrics.json").is_file()
