@@ -305,10 +305,12 @@ class AnswerEngine:
         with self._admin_lock:
             if self.is_warm:
                 return
+            # The index first: it loads in a fraction of a second, so a bad path fails before the
+            # model's seconds of loading.
+            index = self._index or load_index(self.settings.index_dir)
             reader = self._reader or self._reader_factory(self.settings.served_model_dir())
             if self._reader is not None:
                 reader.warm_up()
-            index = self._index or load_index(self.settings.index_dir)
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
         logger.info("answer engine ready")
