@@ -17,7 +17,7 @@ import os
 import random
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +89,8 @@ class SquadReport:
     rejected: tuple[Rejection, ...] = ()
 
     def merged(self, other: SquadReport) -> SquadReport:
-        """The report of both files together."""
-        return SquadReport(
-            articles=self.articles + other.articles,
-            paragraphs=self.paragraphs + other.paragraphs,
-            questions=self.questions + other.questions,
-            answers=self.answers + other.answers,
-            unanswerable=self.unanswerable + other.unanswerable,
-            repaired=self.repaired + other.repaired,
-            rejected=self.rejected + other.rejected,
-        )
+        """The report of both files together (every field adds up: counts and rejection tuples)."""
+        return SquadReport(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -128,15 +120,8 @@ class _Counts:
     rejected: list[Rejection] = field(default_factory=list)
 
     def frozen(self) -> SquadReport:
-        return SquadReport(
-            self.articles,
-            self.paragraphs,
-            self.questions,
-            self.answers,
-            self.unanswerable,
-            self.repaired,
-            tuple(self.rejected),
-        )
+        tallies = {f.name: getattr(self, f.name) for f in fields(SquadReport)}
+        return SquadReport(**{**tallies, "rejected": tuple(self.rejected)})
 
 
 class _Reject(Exception):
