@@ -5,19 +5,31 @@ The interface the bot codes against::
     report = build_index(docs_dir, index_dir, settings)   # IndexReport; atomic rebuild
     index = load_index(index_dir)                          # BM25Index; IndexLoadError if unusable
     index.search(query, top_k=5)                           # list[ScoredPassage], best first
+
+Hybrid (BM25 + dense) search: build and load with an encoder (``SentenceEncoder()``, all-MiniLM-L6-v2)::
+
+    build_index(docs_dir, index_dir, settings, encoder=encoder)   # passage vectors in the generation
+    index = load_index(index_dir, encoder)                         # HybridIndex
+    index.search(query, top_k=5, mode="hybrid")                    # or "bm25", "dense"
 """
 
+from retrieval.encoder import EncoderError, SentenceEncoder, TextEncoder
 from retrieval.errors import IndexBuildError, IndexLoadError, RetrievalError
+from retrieval.hybrid import HybridIndex, HybridSettings, RetrievalMode
 from retrieval.index import BM25Index
 from retrieval.ingest import SkippedFile
 from retrieval.passages import Passage, ScoredPassage
 from retrieval.settings import IndexSettings
-from retrieval.store import IndexManifest, IndexReport, build_index, load_index
+from retrieval.manifest import IndexManifest
+from retrieval.store import IndexReport, build_index, load_index
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BM25Index",
+    "EncoderError",
+    "HybridIndex",
+    "HybridSettings",
     "IndexBuildError",
     "IndexLoadError",
     "IndexManifest",
@@ -25,8 +37,11 @@ __all__ = [
     "IndexSettings",
     "Passage",
     "RetrievalError",
+    "RetrievalMode",
     "ScoredPassage",
+    "SentenceEncoder",
     "SkippedFile",
+    "TextEncoder",
     "build_index",
     "load_index",
 ]

@@ -17,11 +17,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from retrieval import __version__
+from retrieval.encoder import SentenceEncoder
 from retrieval.errors import RetrievalError
+from retrieval.hybrid import MODES, HybridIndex, HybridSettings
 from retrieval.index import BM25Index
 from retrieval.passages import ScoredPassage
 from retrieval.settings import VARIANTS, IndexSettings
-from retrieval.store import build_index, load_index
+from retrieval.store import build_index, load_index, load_index_files
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,15 @@ IndexOption = Annotated[
     Path, typer.Option("--index", envvar="HELPLINE_INDEX_DIR", help="The index directory.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+EncoderOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--encoder",
+        envvar="HELPLINE_ENCODER_DIR",
+        help="Sentence encoder folder [the packaged all-MiniLM-L6-v2].",
+    ),
+]
+_H = HybridSettings()
 
 
 def _version(value: bool) -> None:
@@ -120,6 +131,10 @@ def index(
         Path | None,
         typer.Option(help="Synonym table [the bundled one].", rich_help_panel=TUNING),
     ] = None,
+    dense: Annotated[
+        bool, typer.Option(help="Embed the passages too, for dense and hybrid search.")
+    ] = True,
+    encoder: EncoderOption = None,
 ) -> None:
     """(Re)build the index of DOCS_DIR atomically; unreadable files are skipped with a reason."""
     chosen = {
@@ -128,8 +143,9 @@ def index(
     }  # fmt: skip
     with _user_errors():
         settings = dataclasses.replace(_D, **{k: v for k, v in chosen.items() if v is not None})
+        embedder = SentenceEncoder(encoder) if dense else None
         with _progress() as update:
-            report = build_index(docs_dir, index_dir, settings, progress=update)
+            report = build_index(docs_dir, index_dir, settings, progress=update, encoder=embedder)
     if as_json:
         typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
         return
@@ -137,6 +153,11 @@ def index(
         f"indexed {report.documents} documents into {report.passages} passages in {report.seconds:.2f} s "
         f"({report.reused_documents} unchanged) -> {index_dir}"
     )
+    if report.embedding_model:
+        model, fresh = report.embedding_model, report.embedded_passages
+        typer.echo(f"embedded {fresh} passages with {model} (the others' vectors reused)")
+    for dropped in report.dropped:
+        typer.echo(f"dropped a block of {dropped.doc_id} ({dropped.reason}): {dropped.preview!r}")
     for skipped in report.skipped:
         typer.echo(f"skipped {skipped.path}: {skipped.reason}")
 
@@ -146,6 +167,8 @@ def _result_json(result: ScoredPassage) -> dict[str, Any]:
     return {
         "passage_id": p.id,
         "score": round(result.score, 4),
+        "bm25": round(result.bm25, 4),
+        "dense": round(result.dense, 4),
         "title": p.title,
         "source": p.source,
         "text": p.text,
@@ -171,12 +194,23 @@ def search(
         typer.Option(help="File of queries, one a line; prints one JSON array a line."),
     ] = None,
     as_json: JsonOption = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help=f"Retrieval: auto, {', '.join(MODES)}; auto is hybrid when the index holds passage vectors, "
+            "else bm25."
+        ),
+    ] = "auto",
+    encoder: EncoderOption = None,
 ) -> None:
     """Search the index for QUERY (or for every line of --queries)."""
     if (query is None) == (queries is None):
         raise _fail("give either a QUERY or --queries FILE (not both)")
     with _user_errors():
-        loaded = load_index(index_dir)
+        if mode == "auto":
+            mode = _H.mode if load_index_files(index_dir)[0].embedding is not None else "bm25"
+        settings = HybridSettings(mode=mode)  # type: ignore[arg-type]  # checked by HybridSettings
+        loaded = load_index(index_dir, SentenceEncoder(encoder) if mode != "bm25" else None, settings)
         if queries is not None:
             _search_file(loaded, queries, top_k)
             return
@@ -187,7 +221,7 @@ def search(
         _print_results(query or "", results)
 
 
-def _search_file(loaded: BM25Index, queries: Path, top_k: int) -> None:
+def _search_file(loaded: BM25Index | HybridIndex, queries: Path, top_k: int) -> None:
     """One JSON array per input line (``[]`` for a blank line, so output line N answers input line N)."""
     try:
         lines = queries.read_text(encoding="utf-8").splitlines()
@@ -219,6 +253,8 @@ def _stats(loaded: BM25Index, index_dir: Path) -> dict[str, Any]:
             "max": max(words),
         },
         "settings": manifest.settings.to_json(),
+        "dropped": len(manifest.dropped),
+        "embedding_model": manifest.embedding.model if manifest.embedding else None,
     }
 
 

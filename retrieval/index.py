@@ -25,7 +25,7 @@ from retrieval.synonyms import SynonymTable
 from retrieval.tokenize import tokenize
 
 if TYPE_CHECKING:  # store imports this module
-    from retrieval.store import IndexManifest
+    from retrieval.manifest import IndexManifest
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +247,14 @@ class BM25Index:
         terms, weights = self.query_terms(query)
         return self.search_terms(terms, top_k, weights)
 
+    def score_all(self, query: str) -> np.ndarray:
+        """The BM25 score of every passage for ``query`` (0 where it shares no term), in index order."""
+        scores = np.zeros(len(self.passages))
+        if self._scorer is not None:
+            ids, matched = self._scorer.score(*self.query_terms(query))
+            scores[ids] = matched
+        return scores
+
     def search_terms(
         self, terms: Sequence[str], top_k: int = 5, weights: Sequence[float] | None = None
     ) -> list[ScoredPassage]:
@@ -266,4 +274,8 @@ class BM25Index:
             return []
         ids, scores = self._scorer.score(terms, weights)
         order = top_k_order(ids, scores, top_k)
-        return [ScoredPassage(self.passages[ids[i]], float(scores[i])) for i in order if scores[i] > 0]
+        return [
+            ScoredPassage(self.passages[ids[i]], float(scores[i]), bm25=float(scores[i]))
+            for i in order
+            if scores[i] > 0
+        ]

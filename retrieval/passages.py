@@ -37,22 +37,32 @@ class Passage:
 
 @dataclass(frozen=True)
 class ScoredPassage:
-    """A passage with its BM25 score for one query."""
+    """A passage retrieved for one query.
+
+    Attributes:
+        passage: the passage.
+        score: the score it was ranked by (BM25, cosine, or the fused score in hybrid mode).
+        bm25: its BM25 score (0 when it shares no term with the query).
+        dense: its cosine similarity to the query (0 when dense retrieval was not used).
+    """
 
     passage: Passage
     score: float
+    bm25: float = 0.0
+    dense: float = 0.0
 
 
 # --- Sentence-aware chunking ---------------------------------------------------------------------
 
-# A sentence ends at . ! or ? (closing quotes/brackets allowed) followed by whitespace and a capital,
-# digit or opening quote/bracket; a paragraph break always ends one.
-_SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
+# Chosen by bench/bench_sentences.py on 91 gold cases (abbreviations, decimals, lists, chat text, real
+# NIH paragraphs): sentencex 89% of cases exactly right, boundary F1 0.962, 8 ms for all bundled
+# documents; pysbd 94.5% / 0.983 but 5 s; our old regex 79% / 0.872 (it never split "- " list items).
 _PARAGRAPH = re.compile(r"\n\n+")
-# Words whose full stop does not end a sentence (lowercase, without the stop).
+# Where sentencex still splits after an abbreviation ("approx. 30"): a split is undone when the
+# sentence ends in one of these words and the next one starts with a lowercase letter or a digit.
 ABBREVIATIONS = frozenset(
     """
-    e.g i.e al dr mr mrs ms prof vs approx fig nos st jr sr inc ltd co u.s u.k ph.d ca cf
+    e.g i.e al dr mr mrs ms prof vs approx fig nos no st jr sr inc ltd co u.s u.k ph.d ca cf etc
     jan feb mar apr jun jul aug sep sept oct nov dec
     """.split()  # noqa: SIM905 - a word list reads better than 40 quoted strings
 )
@@ -60,10 +70,13 @@ _WORD_SPAN = re.compile(r"\S+")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of a normalised text.
+    """Character spans of the sentences of a text (sentencex, paragraph breaks always end one).
+
+    The one sentence splitter of the project: chunking documents into passages and quoting the sentence
+    around an answer both use it.
 
     Args:
-        text: normalised text (see ``retrieval.ingest.normalise_text``).
+        text: any text (normalised document text, a passage).
 
     Returns:
         ``(start, end)`` spans, in order, without surrounding whitespace; ``text[start:end]`` is the
@@ -79,20 +92,35 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 def _paragraph_sentences(paragraph: str, base: int) -> list[tuple[int, int]]:
-    spans = []
-    start = 0
-    for match in _SENTENCE_END.finditer(paragraph):
-        before = paragraph[start : match.start()].rsplit(None, 1)
-        last_word = before[-1].lower() if before else ""
-        # "Dr. Smith", "e.g. Insulin", "J. Smith": an abbreviation or an initial, not an ending.
-        if last_word.rstrip(".") in ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
+    import sentencex  # noqa: PLC0415 - a compiled extension; loaded when documents are first chunked
+
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for sentence in sentencex.segment("en", paragraph):
+        piece = sentence.strip()
+        if not piece:
             continue
-        spans.append((base + start, base + match.end()))
-        start = match.end()
-        while start < len(paragraph) and paragraph[start].isspace():
-            start += 1
-    spans.append((base + start, base + len(paragraph.rstrip())))
-    return spans
+        found = paragraph.find(piece, cursor)
+        if found < 0:  # sentencex returned altered text: fall back to one span for the rest
+            spans.append((cursor, len(paragraph.rstrip())))
+            break
+        spans.append((found, found + len(piece)))
+        cursor = found + len(piece)
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and _continues(paragraph, merged[-1], start):
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return [(base + s, base + e) for s, e in merged]
+
+
+def _continues(paragraph: str, previous: tuple[int, int], start: int) -> bool:
+    """True when the split before ``start`` came after an abbreviation, not a sentence end."""
+    words = paragraph[previous[0] : previous[1]].rsplit(None, 1)
+    last = words[-1].lower().rstrip(".") if words else ""
+    following = paragraph[start : start + 1]
+    return last in ABBREVIATIONS and (following.islower() or following.isdigit())
 
 
 def _word_count(text: str, span: tuple[int, int]) -> int:

@@ -1,34 +1,47 @@
-"""The on-disk index: a manifest plus passages (JSON Lines), built aside and swapped in atomically.
+"""Build and load the on-disk index: passages (JSON Lines), a manifest and, for hybrid search, vectors.
 
-Layout: ``INDEX`` is a symbolic link to a sibling generation folder ``.INDEX.gen-<time>-<random>``
-holding ``manifest.json`` and ``passages.jsonl``. A rebuild writes a new generation, then replaces the
-link with ``os.replace`` (atomic on POSIX): a reader sees the old index or the new one, never a mix,
-and a crash or a full disk mid-build leaves the old link and folder untouched. The generation just
-replaced is kept (a reader may have resolved the link a moment ago); older ones are deleted.
-Loading re-tokenises the passages and rebuilds the BM25 model (no pickle to trust or to go stale).
+``manifest.py`` says what a generation holds and checks it; ``generations.py`` writes a generation
+aside and swaps it in atomically. Loading re-tokenises the passages and rebuilds the BM25 model (no
+pickle to trust or to go stale); passage vectors are stored (embedding is the slow part of a build) and
+reused for documents whose hash is unchanged, as their passages are.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
+import io
 import json
 import logging
-import os
-import shutil
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from retrieval.boilerplate import content_segments
+from retrieval.encoder import TextEncoder
 from retrieval.errors import IndexBuildError, IndexLoadError, RetrievalError
+from retrieval.generations import build_lock, write_and_swap, write_synced
+from retrieval.hybrid import HybridIndex, HybridSettings, encode_passages
 from retrieval.index import BM25Index
 from retrieval.ingest import Document, SkippedFile, read_folder
+from retrieval.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    PASSAGES,
+    VECTORS,
+    DocumentRecord,
+    DroppedPassage,
+    EmbeddingRecord,
+    IndexManifest,
+    fix_hint,
+    read_manifest,
+)
 from retrieval.passages import Passage, split_into_passages
 from retrieval.settings import IndexSettings
 from retrieval.synonyms import SynonymTable
@@ -36,76 +49,11 @@ from retrieval.tokenize import TOKENIZER_VERSION
 
 logger = logging.getLogger(__name__)
 
-FORMAT_NAME = "helpline-retrieval-index"
-# Bump when the files, the normalisation or the chunking change meaning: older indexes are refused.
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-PASSAGES = "passages.jsonl"
-_GENERATION = ".gen-"
+__all__ = ["MANIFEST", "PASSAGES", "VECTORS", "IndexManifest", "IndexReport", "build_index", "load_index"]
+
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    """One indexed document, as the manifest lists it."""
-
-    doc_id: str
-    hash: str
-    title: str
-    source: str | None
-    passages: int
-
-
-@dataclass(frozen=True)
-class IndexManifest:
-    """What ``manifest.json`` holds; checked by ``load_index``.
-
-    Attributes:
-        format: always ``FORMAT_NAME`` (tells our index from any other folder).
-        format_version: ``FORMAT_VERSION`` of the program that wrote it.
-        tokenizer_version: ``TOKENIZER_VERSION`` of the program that wrote it.
-        created_at: build time, ISO 8601 UTC.
-        settings: the settings it was built with.
-        documents: the documents indexed.
-        skipped: the files left out, with reasons.
-        passages: the number of lines of ``passages.jsonl``.
-        passages_sha256: its checksum (a truncated or edited file is refused).
-    """
-
-    format: str
-    format_version: int
-    tokenizer_version: int
-    created_at: str
-    settings: IndexSettings
-    documents: tuple[DocumentRecord, ...]
-    skipped: tuple[SkippedFile, ...]
-    passages: int
-    passages_sha256: str
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        data = dataclasses.asdict(self)
-        data["settings"] = self.settings.to_json()
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IndexManifest:
-        """Parse ``manifest.json``'s content (format fields are checked by the caller).
-
-        Raises:
-            KeyError, TypeError, ValueError: on a malformed manifest.
-        """
-        return cls(
-            format=data["format"],
-            format_version=int(data["format_version"]),
-            tokenizer_version=int(data["tokenizer_version"]),
-            created_at=str(data["created_at"]),
-            settings=IndexSettings.from_json(data["settings"]),
-            documents=tuple(DocumentRecord(**d) for d in data["documents"]),
-            skipped=tuple(SkippedFile(**s) for s in data["skipped"]),
-            passages=int(data["passages"]),
-            passages_sha256=str(data["passages_sha256"]),
-        )
+# Characters of a dropped block shown in the report.
+DROPPED_PREVIEW = 80
 
 
 @dataclass(frozen=True)
@@ -119,6 +67,9 @@ class IndexReport:
         seconds: wall time of the build.
         reused_documents: documents whose passages were taken over unchanged from the old index.
         index_dir: where the index is.
+        dropped: blocks left out as boilerplate, with reasons.
+        embedding_model: the model that embedded the passages (None: BM25 only).
+        embedded_passages: passages embedded in this build (the others' vectors were reused).
     """
 
     documents: int
@@ -127,101 +78,122 @@ class IndexReport:
     seconds: float
     reused_documents: int = 0
     index_dir: str = ""
+    dropped: list[DroppedPassage] = dataclasses.field(default_factory=list)
+    embedding_model: str | None = None
+    embedded_passages: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return dataclasses.asdict(self)
 
 
-def _fix_hint(index_dir: Path) -> str:
-    return f"run: retrieval index DOCS --index {index_dir}"
+@dataclass(frozen=True)
+class _Generation:
+    """One generation's content, read and checked."""
+
+    manifest: IndexManifest
+    passages: list[Passage]
+    vectors: np.ndarray | None
 
 
 # --- Loading --------------------------------------------------------------------------------------
 
 
-def load_index(index_dir: Path) -> BM25Index:
+def load_index(
+    index_dir: Path, encoder: TextEncoder | None = None, hybrid: HybridSettings | None = None
+) -> BM25Index | HybridIndex:
     """Open an index that ``build_index`` wrote.
 
     Args:
         index_dir: the index directory (the link ``build_index`` maintains, or a generation folder).
+        encoder: the query encoder for dense/hybrid search; None opens the BM25 side alone.
+        hybrid: mode and fusion settings (with an encoder).
 
     Returns:
-        The index, ready to search.
+        A ``HybridIndex`` when an encoder is given (the index must hold vectors of the same model),
+        else a ``BM25Index``.
 
     Raises:
-        IndexLoadError: missing, corrupt, foreign or old-format index; the message names the path and
-            says how to fix it.
+        IndexLoadError: missing, corrupt, foreign or old-format index, or vectors of another model;
+            the message names the path and says how to fix it.
     """
     index_dir = Path(index_dir)
+    generation = _read_generation(index_dir, with_vectors=encoder is not None)
+    try:
+        synonyms = SynonymTable.load(generation.manifest.settings.synonyms_path)
+    except RetrievalError as error:
+        raise IndexLoadError(f"index {index_dir}: {error}; restore that file or rebuild the index") from error
+    bm25 = BM25Index(generation.passages, generation.manifest.settings, generation.manifest, synonyms)
+    if encoder is None:
+        return bm25
+    embedding = generation.manifest.embedding
+    if embedding is None or generation.vectors is None:
+        raise IndexLoadError(
+            f"index {index_dir} has no passage vectors (built without an encoder); rebuild it with the "
+            f"encoder, or search it in bm25 mode: {fix_hint(index_dir)}"
+        )
+    if embedding.model != encoder.model_id:
+        raise IndexLoadError(
+            f"index {index_dir} was embedded with {embedding.model}, but the encoder is {encoder.model_id}; "
+            f"rebuild it with this encoder: {fix_hint(index_dir)}"
+        )
+    return HybridIndex(bm25, generation.vectors, encoder, hybrid)
+
+
+def load_index_files(index_dir: Path) -> tuple[IndexManifest, list[Passage]]:
+    """The manifest and passages of an index, checked but not made searchable (cheap).
+
+    Raises:
+        IndexLoadError: as ``load_index``.
+    """
+    generation = _read_generation(Path(index_dir), with_vectors=False)
+    return generation.manifest, generation.passages
+
+
+def _read_generation(index_dir: Path, with_vectors: bool) -> _Generation:
     if not index_dir.exists():
-        raise IndexLoadError(f"no index at {index_dir}; {_fix_hint(index_dir)}")
+        raise IndexLoadError(f"no index at {index_dir}; {fix_hint(index_dir)}")
     # Resolve the link once, so a rebuild swapping it meanwhile cannot mix two generations.
     folder = index_dir.resolve()
     manifest = read_manifest(folder, index_dir)
     passages = _read_passages(folder / PASSAGES, manifest, index_dir)
-    try:
-        synonyms = SynonymTable.load(manifest.settings.synonyms_path)
-    except RetrievalError as error:
-        raise IndexLoadError(f"index {index_dir}: {error}; restore that file or rebuild the index") from error
-    return BM25Index(passages, manifest.settings, manifest, synonyms)
+    vectors = _read_vectors(folder / VECTORS, manifest, index_dir) if with_vectors else None
+    return _Generation(manifest, passages, vectors)
 
 
-def read_manifest(folder: Path, shown: Path | None = None) -> IndexManifest:
-    """Read and check ``manifest.json``.
-
-    Args:
-        folder: the generation folder.
-        shown: the path to name in messages (the link the user gave).
-
-    Returns:
-        The manifest.
-
-    Raises:
-        IndexLoadError: no manifest, unparsable, foreign, or another format/tokeniser version.
-    """
-    shown = shown or folder
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise IndexLoadError(f"{shown} is not a retrieval index (no {MANIFEST}); {_fix_hint(shown)}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IndexLoadError(f"corrupt index manifest {path}: {error}; {_fix_hint(shown)}") from error
-    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise IndexLoadError(f"{path} is not a Helpline retrieval index manifest; {_fix_hint(shown)}")
-    found = (data.get("format_version"), data.get("tokenizer_version"))
-    if found != (FORMAT_VERSION, TOKENIZER_VERSION):
-        raise IndexLoadError(
-            f"index {shown} has format/tokenizer version {found[0]}/{found[1]}, this program reads "
-            f"{FORMAT_VERSION}/{TOKENIZER_VERSION}; rebuild it: {_fix_hint(shown)}"
-        )
-    try:
-        return IndexManifest.from_json(data)
-    except (KeyError, TypeError, ValueError) as error:
-        raise IndexLoadError(f"corrupt index manifest {path}: {error!r}; {_fix_hint(shown)}") from error
-
-
-def _read_passages(path: Path, manifest: IndexManifest, shown: Path) -> list[Passage]:
+def _read_checked(path: Path, sha256: str, shown: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise IndexLoadError(
-            f"index {shown}: cannot read {path.name}: {error}; {_fix_hint(shown)}"
-        ) from error
-    if hashlib.sha256(raw).hexdigest() != manifest.passages_sha256:
-        raise IndexLoadError(f"index {shown}: {path.name} does not match its manifest; {_fix_hint(shown)}")
+        raise IndexLoadError(f"index {shown}: cannot read {path.name}: {error}; {fix_hint(shown)}") from error
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise IndexLoadError(f"index {shown}: {path.name} does not match its manifest; {fix_hint(shown)}")
+    return raw
+
+
+def _read_passages(path: Path, manifest: IndexManifest, shown: Path) -> list[Passage]:
+    raw = _read_checked(path, manifest.passages_sha256, shown)
     passages = []
     for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
         try:
             passages.append(Passage(**json.loads(line)))
         except (json.JSONDecodeError, TypeError) as error:
             raise IndexLoadError(
-                f"{path}:{number}: bad passage record ({error}); {_fix_hint(shown)}"
+                f"{path}:{number}: bad passage record ({error}); {fix_hint(shown)}"
             ) from error
     if len(passages) != manifest.passages:
         raise IndexLoadError(f"index {shown}: {len(passages)} passages, manifest says {manifest.passages}")
     return passages
+
+
+def _read_vectors(path: Path, manifest: IndexManifest, shown: Path) -> np.ndarray | None:
+    if manifest.embedding is None:
+        return None
+    raw = _read_checked(path, manifest.embedding.vectors_sha256, shown)
+    vectors = np.load(io.BytesIO(raw), allow_pickle=False)
+    if vectors.shape != (manifest.passages, manifest.embedding.dim):
+        raise IndexLoadError(f"index {shown}: {path.name} has shape {vectors.shape}; {fix_hint(shown)}")
+    return vectors.astype(np.float32)
 
 
 # --- Building -------------------------------------------------------------------------------------
@@ -232,6 +204,7 @@ def build_index(
     index_dir: Path,
     settings: IndexSettings | None = None,
     progress: Progress | None = None,
+    encoder: TextEncoder | None = None,
 ) -> IndexReport:
     """(Re)build the index of a documents folder, atomically.
 
@@ -240,9 +213,10 @@ def build_index(
         index_dir: where the index lives (created, or replaced when it is an index already).
         settings: chunking and scoring settings; ``None``: the defaults.
         progress: called as ``progress(stage, done, total)`` while working.
+        encoder: embeds the passages for dense and hybrid search; None builds a BM25-only index.
 
     Returns:
-        The report: counts, skipped files with reasons, seconds.
+        The report: counts, skipped files and dropped blocks with reasons, seconds.
 
     Raises:
         IndexBuildError: no documents folder, no readable document, or ``index_dir`` is something
@@ -259,12 +233,13 @@ def build_index(
     documents, skipped = read_folder(docs_dir, on_file)
     if not documents:
         raise IndexBuildError(f"no readable documents in {docs_dir} ({len(skipped)} files skipped)")
-    with _build_lock(index_dir):
-        previous = _previous_passages(index_dir, settings)
-        passages, records, reused = _chunk_all(documents, settings, previous)
+    with build_lock(index_dir):
+        previous = _previous_generation(index_dir)
+        passages, records, dropped, reused = _chunk_all(documents, settings, previous)
         passages = unique_passages(passages)
-        manifest_fields = {"settings": settings, "documents": tuple(records), "skipped": tuple(skipped)}
-        _write_and_swap(index_dir, passages, manifest_fields, progress)
+        vectors, embedded = _embed(passages, encoder, previous, progress)
+        manifest = _manifest(settings, records, skipped, dropped, passages, vectors, encoder)
+        write_and_swap(index_dir, lambda folder: _write_generation(folder, manifest, passages, vectors))
     return IndexReport(
         documents=len(documents),
         passages=len(passages),
@@ -272,25 +247,10 @@ def build_index(
         seconds=round(time.perf_counter() - started, 3),
         reused_documents=reused,
         index_dir=str(index_dir),
+        dropped=dropped,
+        embedding_model=encoder.model_id if encoder is not None else None,
+        embedded_passages=embedded,
     )
-
-
-@contextlib.contextmanager
-def _build_lock(index_dir: Path) -> Iterator[None]:
-    """One build at a time per index (the CLI and the bot's /reindex may overlap): a concurrent build
-    would delete the other's generation when it cleans up."""
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_dir.parent / f".{index_dir.name}.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBuildError(
-                f"another build of {index_dir} is running; try again when it ends"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _check_target(index_dir: Path) -> None:
@@ -302,62 +262,76 @@ def _check_target(index_dir: Path) -> None:
     raise IndexBuildError(f"refusing to replace {index_dir}: it exists and is not a retrieval index")
 
 
-def _previous_passages(index_dir: Path, settings: IndexSettings) -> dict[str, tuple[str, list[Passage]]]:
-    """doc_id -> (hash, passages) of the current index, when its passages can be reused."""
+def _previous_generation(index_dir: Path) -> _Generation | None:
+    """The current index's content, when it can be read (its passages and vectors may be reused)."""
     try:
-        old = load_index_files(index_dir)
+        return _read_generation(index_dir, with_vectors=True)
     except RetrievalError as error:
         logger.info("not reusing passages of %s: %s", index_dir, error)
-        return {}
-    manifest, passages = old
-    if manifest.settings.chunking_key() != settings.chunking_key():
+        return None
+
+
+def _reusable_passages(
+    previous: _Generation | None, settings: IndexSettings
+) -> dict[str, tuple[str, list[Passage]]]:
+    """doc_id -> (hash, passages) of the current index, when its passages can be reused."""
+    if previous is None or previous.manifest.settings.chunking_key() != settings.chunking_key():
         return {}
     by_doc: dict[str, list[Passage]] = {}
-    for passage in passages:
+    for passage in previous.passages:
         by_doc.setdefault(passage.doc_id, []).append(passage)
     # A document some of whose passages were dropped as repeats of another's cannot be reused as is.
     return {
         d.doc_id: (d.hash, by_doc[d.doc_id])
-        for d in manifest.documents
+        for d in previous.manifest.documents
         if len(by_doc.get(d.doc_id, [])) == d.passages
     }
 
 
-def load_index_files(index_dir: Path) -> tuple[IndexManifest, list[Passage]]:
-    """The manifest and passages of an index, checked but not made searchable (cheap).
-
-    Raises:
-        IndexLoadError: as ``load_index``.
-    """
-    index_dir = Path(index_dir)
-    if not index_dir.exists():
-        raise IndexLoadError(f"no index at {index_dir}; {_fix_hint(index_dir)}")
-    folder = index_dir.resolve()
-    manifest = read_manifest(folder, index_dir)
-    return manifest, _read_passages(folder / PASSAGES, manifest, index_dir)
-
-
 def _chunk_all(
-    documents: list[Document], settings: IndexSettings, previous: dict[str, tuple[str, list[Passage]]]
-) -> tuple[list[Passage], list[DocumentRecord], int]:
-    """Passages of every document, taken from the old index when the document is unchanged."""
+    documents: list[Document], settings: IndexSettings, previous: _Generation | None
+) -> tuple[list[Passage], list[DocumentRecord], list[DroppedPassage], int]:
+    """Passages of every document (boilerplate left out), from the old index when a document is unchanged."""
+    reusable = _reusable_passages(previous, settings)
+    old_dropped: dict[str, list[DroppedPassage]] = {}
+    for d in previous.manifest.dropped if previous is not None else ():
+        old_dropped.setdefault(d.doc_id, []).append(d)
     passages: list[Passage] = []
     records: list[DocumentRecord] = []
+    dropped: list[DroppedPassage] = []
     reused = 0
     for doc in documents:
-        old_hash, old_passages = previous.get(doc.doc_id, ("", []))
+        old_hash, old_passages = reusable.get(doc.doc_id, ("", []))
         if old_hash == doc.hash and old_passages:
             doc_passages = [dataclasses.replace(p, title=doc.title, source=doc.source) for p in old_passages]
+            dropped.extend(old_dropped.get(doc.doc_id, []))
             reused += 1
         else:
-            doc_passages = split_into_passages(
-                doc.text, doc_id=doc.doc_id, title=doc.title, source=doc.source,
-                target_words=settings.target_words, max_words=settings.max_words,
-                overlap_sentences=settings.overlap_sentences,
-            )  # fmt: skip
+            doc_passages, doc_dropped = _document_passages(doc, settings)
+            dropped.extend(doc_dropped)
         passages.extend(doc_passages)
         records.append(DocumentRecord(doc.doc_id, doc.hash, doc.title, doc.source, len(doc_passages)))
-    return passages, records, reused
+    return passages, records, dropped, reused
+
+
+def _document_passages(doc: Document, settings: IndexSettings) -> tuple[list[Passage], list[DroppedPassage]]:
+    """Chunk each run of content blocks of one document; report the boilerplate blocks left out."""
+    kept, dropped = content_segments(doc.text)
+    passages: list[Passage] = []
+    for start, end in kept:
+        for passage in split_into_passages(
+            doc.text[start:end], doc_id=doc.doc_id, title=doc.title, source=doc.source,
+            target_words=settings.target_words, max_words=settings.max_words,
+            overlap_sentences=settings.overlap_sentences,
+        ):  # fmt: skip
+            # Offsets stay relative to the whole document, as before segments existed.
+            passages.append(
+                dataclasses.replace(passage, start=passage.start + start, end=passage.end + start)
+            )
+    reasons = [
+        DroppedPassage(doc.doc_id, reason, doc.text[s:e][:DROPPED_PREVIEW]) for s, e, reason in dropped
+    ]
+    return passages, reasons
 
 
 def unique_passages(passages: Iterable[Passage]) -> list[Passage]:
@@ -381,93 +355,75 @@ def unique_passages(passages: Iterable[Passage]) -> list[Passage]:
     return unique
 
 
-def _write_and_swap(
-    index_dir: Path, passages: list[Passage], manifest_fields: dict[str, Any], progress: Progress | None
-) -> None:
-    """Write a new generation beside ``index_dir`` and point ``index_dir`` at it."""
-    parent = index_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    generation = parent / f".{index_dir.name}{_GENERATION}{stamp}-{uuid.uuid4().hex[:8]}"
-    generation.mkdir()
-    try:
-        _write_generation(generation, passages, manifest_fields, progress)
-        previous = _swap_link(index_dir, generation)
-    except BaseException:
-        shutil.rmtree(generation, ignore_errors=True)
-        raise
-    _remove_old_generations(index_dir, keep={generation.name, previous})
+def _embed(
+    passages: list[Passage],
+    encoder: TextEncoder | None,
+    previous: _Generation | None,
+    progress: Progress | None,
+) -> tuple[np.ndarray | None, int]:
+    """Vectors of all passages, reusing the old index's vectors of the same model; (vectors, embedded)."""
+    if encoder is None:
+        return None, 0
+    old: dict[str, np.ndarray] = {}
+    embedding = previous.manifest.embedding if previous is not None else None
+    if (
+        previous is not None
+        and previous.vectors is not None
+        and embedding
+        and embedding.model == encoder.model_id
+    ):
+        old = {p.id: v for p, v in zip(previous.passages, previous.vectors, strict=True)}
+    todo = [p for p in passages if p.id not in old]
+    on_batch = (lambda done, total: progress("embedding passages", done, total)) if progress else None
+    fresh = (
+        dict(zip((p.id for p in todo), encode_passages(encoder, todo, on_batch), strict=True)) if todo else {}
+    )
+    vectors = np.stack([fresh[p.id] if p.id in fresh else old[p.id] for p in passages]) if passages else None
+    return vectors, len(todo)
 
 
-def _write_generation(
-    folder: Path, passages: list[Passage], manifest_fields: dict[str, Any], progress: Progress | None
-) -> None:
-    lines = []
-    for done, passage in enumerate(passages, 1):
-        lines.append(json.dumps(dataclasses.asdict(passage), ensure_ascii=False))
-        if progress is not None and (done % 1000 == 0 or done == len(passages)):
-            progress("writing passages", done, len(passages))
-    raw = ("\n".join(lines) + "\n").encode("utf-8")
-    _write_synced(folder / PASSAGES, raw)
-    manifest = IndexManifest(
+def _manifest(
+    settings: IndexSettings, records: list[DocumentRecord], skipped: list[SkippedFile],
+    dropped: list[DroppedPassage], passages: list[Passage], vectors: np.ndarray | None,
+    encoder: TextEncoder | None,
+) -> IndexManifest:  # fmt: skip
+    embedding = None
+    if vectors is not None and encoder is not None:
+        embedding = EmbeddingRecord(encoder.model_id, int(vectors.shape[1]), _sha256(_vectors_bytes(vectors)))
+    return IndexManifest(
         format=FORMAT_NAME,
         format_version=FORMAT_VERSION,
         tokenizer_version=TOKENIZER_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        settings=settings,
+        documents=tuple(records),
+        skipped=tuple(skipped),
         passages=len(passages),
-        passages_sha256=hashlib.sha256(raw).hexdigest(),
-        **manifest_fields,
+        passages_sha256=_sha256(_passages_bytes(passages)),
+        dropped=tuple(dropped),
+        embedding=embedding,
     )
-    _write_synced(folder / MANIFEST, json.dumps(manifest.to_json(), indent=1, ensure_ascii=False).encode())
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    """Write and fsync, so the swap never points at data still in the page cache only."""
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+def _passages_bytes(passages: list[Passage]) -> bytes:
+    return "".join(json.dumps(dataclasses.asdict(p), ensure_ascii=False) + "\n" for p in passages).encode()
 
 
-def _swap_link(index_dir: Path, generation: Path) -> str | None:
-    """Atomically point ``index_dir`` at ``generation``; returns the name of the replaced generation."""
-    previous = os.readlink(index_dir) if index_dir.is_symlink() else None
-    if index_dir.is_dir() and not index_dir.is_symlink():
-        # A plain folder (an empty one, or an index from before links): move it aside first. This is
-        # the one moment the path is missing, and it happens once per index.
-        moved = index_dir.parent / f".{index_dir.name}{_GENERATION}legacy-{uuid.uuid4().hex[:8]}"
-        index_dir.rename(moved)
-        previous = moved.name
-    link = index_dir.parent / f".{index_dir.name}.link-{uuid.uuid4().hex[:8]}"
-    os.symlink(generation.name, link)  # relative: the parent folder can be moved or mounted elsewhere
-    try:
-        os.replace(link, index_dir)
-    except BaseException:
-        link.unlink(missing_ok=True)
-        raise
-    _sync_dir(index_dir.parent)
-    return Path(previous).name if previous else None
+def _vectors_bytes(vectors: np.ndarray) -> bytes:
+    # float16 on disk: half the size, and cosine ranks are unchanged to ~1e-3.
+    buffer = io.BytesIO()
+    np.save(buffer, vectors.astype(np.float16), allow_pickle=False)
+    return buffer.getvalue()
 
 
-def _sync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def _remove_old_generations(index_dir: Path, keep: set[str | None]) -> None:
-    """Delete generations other than the current and the one just replaced (and crash leftovers)."""
-    prefix = f".{index_dir.name}{_GENERATION}"
-    for folder in index_dir.parent.glob(f"{prefix}*"):
-        if folder.name not in keep and folder.is_dir() and not folder.is_symlink():
-            logger.info("removing old index generation %s", folder)
-            shutil.rmtree(folder, ignore_errors=True)
-    for link in index_dir.parent.glob(f".{index_dir.name}.link-*"):
-        link.unlink(missing_ok=True)
+def _write_generation(
+    folder: Path, manifest: IndexManifest, passages: list[Passage], vectors: np.ndarray | None
+) -> None:
+    write_synced(folder / PASSAGES, _passages_bytes(passages))
+    if vectors is not None:
+        write_synced(folder / VECTORS, _vectors_bytes(vectors))
+    write_synced(folder / MANIFEST, json.dumps(manifest.to_json(), indent=1, ensure_ascii=False).encode())

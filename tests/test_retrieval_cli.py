@@ -20,7 +20,8 @@ runner = CliRunner()
 @pytest.fixture()
 def index_dir(tmp_path: Path) -> Path:
     docs = write_corpus(tmp_path / "docs")
-    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "index"), "--json"])
+    # BM25 only: these tests are about the CLI, not the encoder (tests/test_retrieval_dense.py is).
+    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "index"), "--no-dense", "--json"])
     assert result.exit_code == 0, result.output
     return tmp_path / "index"
 
@@ -37,7 +38,7 @@ def test_import_loads_neither_torch_nor_telegram() -> None:
 
 def test_index_json_is_one_document(tmp_path: Path) -> None:
     docs = write_corpus(tmp_path / "docs")
-    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "ix"), "--json"])
+    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "ix"), "--no-dense", "--json"])
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert report["documents"] == len(INDEXED) and report["passages"] > 0 and report["seconds"] >= 0
@@ -52,7 +53,7 @@ def test_search_json_has_the_contract_fields(index_dir: Path) -> None:
     assert result.exit_code == 0
     hits = json.loads(result.stdout)
     assert 1 <= len(hits) <= 2
-    assert set(hits[0]) == {"passage_id", "score", "title", "source", "text"}
+    assert set(hits[0]) == {"passage_id", "score", "bm25", "dense", "title", "source", "text"}
     assert hits[0]["title"] == "Insulin pumps"
 
 

@@ -16,6 +16,7 @@ from retrieval import (
     build_index,
     load_index,
 )
+from retrieval import generations
 from retrieval import store as store_module
 from retrieval.ingest import read_folder
 from retrieval.store import MANIFEST, PASSAGES
@@ -84,7 +85,7 @@ def test_rebuild_swaps_atomically_and_reuses_unchanged_documents(built: Path, do
     assert len(_siblings(built)) == 3  # the link, the current and the previous generation
 
 
-@pytest.mark.parametrize("failing_step", ["_write_synced", "_swap_link"])
+@pytest.mark.parametrize("failing_step", ["write_synced", "_swap_link"])
 def test_a_crash_mid_rebuild_leaves_the_old_index_and_no_temp_dirs(
     built: Path, docs: Path, monkeypatch: pytest.MonkeyPatch, failing_step: str
 ) -> None:
@@ -95,7 +96,9 @@ def test_a_crash_mid_rebuild_leaves_the_old_index_and_no_temp_dirs(
     def disk_full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module, failing_step, disk_full)
+    monkeypatch.setattr(
+        store_module if failing_step == "write_synced" else generations, failing_step, disk_full
+    )
     with pytest.raises(OSError, match="No space"):
         build_index(docs, built)
     assert _siblings(built) == before_files
@@ -110,14 +113,14 @@ def test_an_interrupt_mid_build_cleans_up_too(
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_module, "_write_synced", interrupted)
+    monkeypatch.setattr(store_module, "write_synced", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_index(docs, built)
     assert _siblings(built) == before and load_index(built)
 
 
 def test_a_second_concurrent_build_is_refused(built: Path, docs: Path) -> None:
-    with store_module._build_lock(built), pytest.raises(RetrievalError, match="another build"):
+    with generations.build_lock(built), pytest.raises(RetrievalError, match="another build"):
         build_index(docs, built)
     assert build_index(docs, built).documents == len(INDEXED)  # the lock is released afterwards
 

