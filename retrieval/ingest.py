@@ -9,8 +9,9 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, NavigableString, Tag
 
 logger = logging.getLogger(__name__)
 
@@ -168,15 +169,38 @@ def _read_html(raw: bytes, path: Path) -> tuple[str | None, str | None, str]:
     title = normalise_text(soup.title.get_text()) if soup.title else None
     canonical = soup.find("link", rel="canonical")
     source = canonical.get("href") if canonical is not None else None
-    for tag in soup.find_all(_HTML_DROP):
-        tag.decompose()
-    if soup.head is not None:
-        soup.head.decompose()
-    # Block elements end a paragraph; inline ones (<b>, <a>) stay inside their sentence.
-    for tag in soup.find_all(_HTML_BLOCKS):
-        tag.insert_before("\n\n")
-        tag.insert_after("\n\n")
-    return title, source if isinstance(source, str) else None, normalise_text(soup.get_text())
+    return title, source if isinstance(source, str) else None, normalise_text(_visible_text(soup))
+
+
+# Marks the end of a block element on the walk's stack.
+_BLOCK_END = object()
+
+
+def _visible_text(soup: BeautifulSoup) -> str:
+    """``soup.get_text()`` without the dropped elements and ``<head>``, block elements set apart by a
+    blank line (inline ones, ``<b>`` or ``<a>``, stay inside their sentence).
+
+    One walk over the tree, never modifying it: bs4's ``insert_before``/``decompose`` look the element
+    up in its parent's children (``Tag.index``), which made a page of many blocks quadratic.
+    """
+    wanted = soup.interesting_string_types or Tag.MAIN_CONTENT_STRING_TYPES
+    wanted = {wanted} if isinstance(wanted, type) else set(wanted)
+    head = soup.head  # looked up once: `soup.head` is a search
+    pieces: list[str] = []
+    stack: list[Any] = [soup]  # an explicit stack: deeply nested pages must not hit the recursion limit
+    while stack:
+        node = stack.pop()
+        if node is _BLOCK_END:
+            pieces.append("\n\n")
+        elif isinstance(node, NavigableString):
+            if type(node) in wanted:  # exact types, as get_text: no comments, doctypes, scripts
+                pieces.append(str(node))
+        elif isinstance(node, Tag) and node.name not in _HTML_DROP and node is not head:
+            if node.name in _HTML_BLOCKS:
+                pieces.append("\n\n")
+                stack.append(_BLOCK_END)
+            stack.extend(reversed(node.contents))
+    return "".join(pieces)
 
 
 def _read_pdf(raw: bytes, path: Path) -> tuple[str | None, str | None, str]:
