@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -104,6 +105,35 @@ def iter_files(docs_dir: Path) -> Iterator[Path]:
         yield path
 
 
+def printable_name(name: str) -> str:
+    """A file name as valid UTF-8: bytes that are not UTF-8 (which Python keeps as lone surrogates and
+    no JSON file or terminal can hold) become ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def check_location(path: Path, doc_id: str, root: Path) -> None:
+    """Refuse a file whose name is not UTF-8, or that resolves outside the documents folder.
+
+    A symbolic link to ``/etc/passwd`` in the folder must not have that file's text served to members.
+
+    Args:
+        path: the file (as found under the folder).
+        doc_id: its path relative to the folder.
+        root: the documents folder, resolved.
+
+    Raises:
+        SkipFile: with the reason.
+    """
+    if printable_name(doc_id) != doc_id:
+        raise SkipFile("file name is not UTF-8; rename the file")
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+        raise SkipFile(f"cannot resolve the path: {error}") from error
+    if not target.is_relative_to(root):
+        raise SkipFile("a link to a file outside the documents folder; copy the file in instead")
+
+
 def read_document(path: Path, doc_id: str) -> Document:
     """Read one file of a supported type.
 
@@ -129,7 +159,9 @@ def read_document(path: Path, doc_id: str) -> Document:
     title, source, text = reader(raw, path)
     if not text:
         raise SkipFile("no text in the file")
-    return Document(doc_id, title or path.stem, source, text, hashlib.sha256(raw).hexdigest())
+    # The file name as a title has its whitespace collapsed: a newline in it would break output lines.
+    fallback = " ".join(path.stem.split()) or path.name
+    return Document(doc_id, title or fallback, source, text, hashlib.sha256(raw).hexdigest())
 
 
 def _decode_text(raw: bytes) -> str:
@@ -251,13 +283,16 @@ def read_folder(
     documents: list[Document] = []
     skipped: list[SkippedFile] = []
     files = list(iter_files(docs_dir))
+    root = docs_dir.resolve()
     for done, path in enumerate(files, 1):
         doc_id = path.relative_to(docs_dir).as_posix()
         try:
+            check_location(path, doc_id, root)
             documents.append(read_document(path, doc_id))
         except SkipFile as why:
-            logger.warning("skipped %s: %s", doc_id, why)
-            skipped.append(SkippedFile(doc_id, str(why)))
+            shown = printable_name(doc_id)
+            logger.warning("skipped %r: %s", shown, why)
+            skipped.append(SkippedFile(shown, str(why)))
         if on_file is not None:
             on_file(done, len(files))
     return documents, skipped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,35 @@ def test_a_page_of_20000_blocks_is_read_whole(tmp_path: Path) -> None:
     path.write_text(_page(20_000), encoding="utf-8")
     paragraphs = read_document(path, "huge.html").text.split("\n\n")
     assert len(paragraphs) == 20_000 and paragraphs[-1] == "Block 19999 is about insulin."
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_read(corpus: Path) -> None:
+    bad_name = Path(os.fsdecode(bytes(corpus) + b"/bad-\xff.md"))
+    bad_name.write_text("# Bad name\n\nInsulin text.", encoding="utf-8")
+    documents, skipped = read_folder(corpus)
+    assert {d.doc_id for d in documents} == INDEXED
+    bad = next(s for s in skipped if "UTF-8" in s.reason)
+    assert bad.path == "bad-\\xff.md"  # the byte shown, and the name itself valid UTF-8
+    bad.path.encode("utf-8")
+
+
+def test_a_link_out_of_the_documents_folder_is_skipped(corpus: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("The admin password is hunter2.", encoding="utf-8")
+    (corpus / "outside.txt").symlink_to(secret)
+    (corpus / "outside-relative.txt").symlink_to(Path("..") / "secret.txt")
+    (corpus / "inside.txt").symlink_to(corpus / "sub" / "dka.txt")  # a link within the folder is fine
+    (corpus / "loop.txt").symlink_to(corpus / "loop.txt")
+    documents, skipped = read_folder(corpus)
+    assert {d.doc_id for d in documents} == INDEXED | {"inside.txt"}
+    assert not any("hunter2" in d.text for d in documents)
+    reasons = {s.path: s.reason for s in skipped}
+    assert "outside the documents folder" in reasons["outside.txt"]
+    assert "outside the documents folder" in reasons["outside-relative.txt"]
+    assert "loop.txt" not in {d.doc_id for d in documents}
+
+
+def test_a_file_name_with_a_newline_gives_a_one_line_title(tmp_path: Path) -> None:
+    path = tmp_path / "forged\nskipped x: y.txt"
+    path.write_text("Insulin lowers glucose.", encoding="utf-8")
+    assert read_document(path, path.name).title == "forged skipped x: y"
