@@ -119,6 +119,8 @@ class IndexReport:
         seconds: wall time of the build.
         reused_documents: documents whose passages were taken over unchanged from the old index.
         index_dir: where the index is.
+        kept_old_index: where the index it replaced was set aside, when that one was of a format or
+            tokeniser version this program cannot read (so a newer program's index is not lost).
     """
 
     documents: int
@@ -127,6 +129,7 @@ class IndexReport:
     seconds: float
     reused_documents: int = 0
     index_dir: str = ""
+    kept_old_index: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -264,7 +267,9 @@ def build_index(
         passages, records, reused = _chunk_all(documents, settings, previous)
         passages = unique_passages(passages)
         manifest_fields = {"settings": settings, "documents": tuple(records), "skipped": tuple(skipped)}
-        _write_and_swap(index_dir, passages, manifest_fields, progress)
+        other_version = _unreadable_version(index_dir)
+        previous = _write_and_swap(index_dir, passages, manifest_fields, progress)
+        kept = _set_aside(index_dir, previous, other_version) if other_version and previous else None
     return IndexReport(
         documents=len(documents),
         passages=len(passages),
@@ -272,6 +277,7 @@ def build_index(
         seconds=round(time.perf_counter() - started, 3),
         reused_documents=reused,
         index_dir=str(index_dir),
+        kept_old_index=kept,
     )
 
 
@@ -279,8 +285,7 @@ def build_index(
 def _build_lock(index_dir: Path) -> Iterator[None]:
     """One build at a time per index (the CLI and the bot's /reindex may overlap): a concurrent build
     would delete the other's generation when it cleans up."""
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_dir.parent / f".{index_dir.name}.lock", "w") as handle:
+    with _open_lock(index_dir) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -291,6 +296,49 @@ def _build_lock(index_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_lock(index_dir: Path) -> Any:
+    """The lock file beside ``index_dir``, its folder created; a parent that is a file, or a place that
+    cannot hold files (``/proc``), is bad input with a one-line reason, not a traceback."""
+    try:
+        index_dir.parent.mkdir(parents=True, exist_ok=True)
+        return open(index_dir.parent / f".{index_dir.name}.lock", "w")  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        if isinstance(error, (FileExistsError, NotADirectoryError)):
+            # The error names the folder it tried to make; the culprit is the nearest existing parent.
+            blocker = next((p for p in index_dir.parents if p.exists()), index_dir.parent)
+            reason = f"{blocker} is a file, not a folder"
+        else:
+            reason = f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}"
+        raise IndexBuildError(
+            f"cannot create the index {index_dir}: {reason}; choose another --index"
+        ) from error
+
+
+def _unreadable_version(index_dir: Path) -> str | None:
+    """``"format/tokenizer"`` version of the index at ``index_dir`` when it is ours but of a version
+    this program does not read (e.g. written by a newer one); None for anything else."""
+    try:
+        data = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or JSON
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        return None
+    found = (data.get("format_version"), data.get("tokenizer_version"))
+    return None if found == (FORMAT_VERSION, TOKENIZER_VERSION) else f"{found[0]}/{found[1]}"
+
+
+def _set_aside(index_dir: Path, previous: str, version: str) -> str:
+    """Move the replaced generation out of the way of the clean-up of old generations, for good.
+
+    Returns:
+        Its new path.
+    """
+    kept = index_dir.parent / f".{index_dir.name}.kept-v{version.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
+    (index_dir.parent / previous).rename(kept)
+    logger.warning("the replaced index of version %s is kept at %s", version, kept)
+    return str(kept)
 
 
 def _check_target(index_dir: Path) -> None:
@@ -383,8 +431,12 @@ def unique_passages(passages: Iterable[Passage]) -> list[Passage]:
 
 def _write_and_swap(
     index_dir: Path, passages: list[Passage], manifest_fields: dict[str, Any], progress: Progress | None
-) -> None:
-    """Write a new generation beside ``index_dir`` and point ``index_dir`` at it."""
+) -> str | None:
+    """Write a new generation beside ``index_dir`` and point ``index_dir`` at it.
+
+    Returns:
+        The name of the generation it replaced (None when there was none).
+    """
     parent = index_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -397,6 +449,7 @@ def _write_and_swap(
         shutil.rmtree(generation, ignore_errors=True)
         raise
     _remove_old_generations(index_dir, keep={generation.name, previous})
+    return previous
 
 
 def _write_generation(
