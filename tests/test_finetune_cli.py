@@ -96,6 +96,7 @@ def test_check_human_output_lists_rejections(tmp_path: Path, model_dir: Path) ->
         (b'{"data": [', "invalid JSON at line 1"),
         ('{"data": [{"title": "Caf\xe9"}]}'.encode("latin-1"), "not UTF-8 text"),
         (b"[1, 2]", "not a SQuAD file"),
+        (b"[" * 200_000, "JSON nested too deeply"),
     ],
 )
 def test_check_file_errors_exit_1_with_one_line(tmp_path: Path, content: bytes, fragment: str) -> None:
