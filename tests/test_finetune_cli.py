@@ -198,6 +198,10 @@ def test_train_bad_options_exit_1(tmp_path: Path) -> None:
     _assert_one_line_error(bad_precision, "precision must be one of")
     missing_model = _invoke("train", "--data", data, "--output", tmp_path / "o", "--base-model", "./nowhere")
     _assert_one_line_error(missing_model, "does not exist")
+    for epochs in ("nan", "inf", "-1"):  # refused before any model or data loads
+        bad_epochs = _invoke("train", "--data", data, "--output", tmp_path / "o", "--base-model", "./nowhere",
+                             "--epochs", epochs)  # fmt: skip
+        _assert_one_line_error(bad_epochs, "epochs must be a positive number")
     missing_data = _invoke("train", "--data", tmp_path / "none.json", "--output", tmp_path / "o")
     _assert_one_line_error(missing_data, "no such file")
     assert not (tmp_path / "o").exists()
