@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from finetune.features import WindowSettings, prepare_eval_features
+from finetune.features import WindowSettings, fit_questions, prepare_eval_features
 from finetune.inference import autocast_dtype, forward_windows, pick_device
 from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
 from finetune.types import Reading
@@ -79,6 +79,8 @@ class Reader:
         self.dtype = autocast_dtype(self.device, precision)
         self._model: Any = None
         self._tokenizer: Any = None
+        # Questions too long for a window, read by their first tokens (see features.fit_questions).
+        self.questions_cut = 0
         self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
 
@@ -136,6 +138,8 @@ class Reader:
         if not contexts:
             return []
         with self._tokenizer_lock:
+            (question,), cut = fit_questions(self._tokenizer, [question], self.windows)
+            self.questions_cut += cut
             windows = prepare_eval_features(
                 self._tokenizer, [question] * len(contexts), list(contexts), self.windows
             )

@@ -167,6 +167,20 @@ def test_ask_with_the_real_reader(tiny_model: Path, indexed: Path) -> None:
     )  # BM25 finds it; the random reader may not
 
 
+def test_a_question_longer_than_the_readers_window_does_not_stop_the_batch(
+    tiny_model: Path, indexed: Path, tmp_path: Path
+) -> None:
+    questions = tmp_path / "questions.txt"
+    long_question = ("insulinoma " + "a " * 500)[:999]  # 495 tokens in 999 characters: over the window
+    questions.write_text(f"What is an insulinoma?\n{long_question}\nWhat is a tumor?\n", encoding="utf-8")
+    result = runner.invoke(
+        cli.app, ["ask", "--questions", str(questions), "--json", "--model-dir", str(tiny_model)]
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 3 and all(list(r) == ASK_KEYS for r in records)
+
+
 # --- bot run ----------------------------------------------------------------------------------
 
 

@@ -128,3 +128,11 @@ def test_num_threads_is_applied_at_warm_up(model_dir: Path) -> None:
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="num_threads must be at least 1"):
         Reader(model_dir, num_threads=0)
+
+
+def test_a_question_too_long_for_the_window_is_read_by_its_start_and_counted(model_dir: Path) -> None:
+    reader = _reader(model_dir)
+    readings = reader.read(("what is insulin " * 70)[:999], CONTEXTS)
+    assert len(readings) == len(CONTEXTS) and reader.questions_cut == 1
+    reader.read(QUESTION, CONTEXTS)
+    assert reader.questions_cut == 1
