@@ -27,6 +27,11 @@ class ReaderNotReadyError(RuntimeError):
     """``read()`` was called before ``warm_up()``."""
 
 
+class ModelLoadError(ValueError):
+    """A model directory that is there but cannot be loaded (garbage or truncated weights, a broken
+    config or tokenizer); the message is one line naming the directory."""
+
+
 class Reader:
     """Extractive QA over a batch of contexts.
 
@@ -96,6 +101,7 @@ class Reader:
 
         Raises:
             FileNotFoundError: ``model_dir`` holds no model.
+            ModelLoadError: its files cannot be loaded.
         """
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: PLC0415 - heavy
 
@@ -108,8 +114,13 @@ class Reader:
                 )
             if self.num_threads is not None:
                 torch.set_num_threads(self.num_threads)
-            tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-            model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+                model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
+            except Exception as error:  # noqa: BLE001 - safetensors, tokenizers, transformers: many types
+                raise ModelLoadError(
+                    f"the model files in {self.model_dir} are broken or incomplete ({_one_line(error)})"
+                ) from error
             model.to(self.device).eval()
             self._tokenizer = tokenizer
             self._model = model
@@ -169,3 +180,9 @@ class Reader:
         if self._tokenizer is None:
             raise ReaderNotReadyError("Reader.tokenizer used before warm_up()")
         return self._tokenizer
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (library errors can run over many lines)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
