@@ -246,7 +246,7 @@ def training_arguments(config: TrainConfig, n_features: int) -> TrainingArgument
 def _prepare_work_dir(config: TrainConfig) -> str | None:
     """The checkpoint to resume from (None: start fresh, clearing old checkpoints)."""
     work = config.work_dir
-    last = get_last_checkpoint(str(work)) if work.is_dir() else None
+    last = last_complete_checkpoint(work) if config.resume else None
     if config.resume:
         if last is None:
             logger.warning("--resume: no checkpoint in %s; starting from the beginning", work)
@@ -256,6 +256,46 @@ def _prepare_work_dir(config: TrainConfig) -> str | None:
     if work.exists() and is_main_process():
         logger.info("removing old checkpoints in %s (pass --resume to continue from them)", work)
         shutil.rmtree(work)
+    return None
+
+
+def last_complete_checkpoint(work: Path) -> str | None:
+    """The newest checkpoint in ``work`` that was saved whole, or None.
+
+    A kill during a save leaves a checkpoint without its trainer state or with cut weights, and
+    Trainer would fail on it at every ``--resume``; such checkpoints are deleted (with a log line) and
+    the one before is used.
+    """
+    while work.is_dir() and (last := get_last_checkpoint(str(work))) is not None:
+        problem = checkpoint_problem(Path(last))
+        if problem is None:
+            return last
+        logger.warning("deleting incomplete checkpoint %s (%s); resuming from the one before", last, problem)
+        shutil.rmtree(last)
+    return None
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete.
+
+    Trainer writes ``trainer_state.json`` last, after weights, optimizer and RNG state; the weights'
+    safetensors header says how long the file must be, so a cut file is told apart too.
+    """
+    from safetensors import safe_open  # noqa: PLC0415 - only resuming needs it
+
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return f"no readable trainer_state.json: {type(error).__name__}"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not any(folder.glob("pytorch_model*.bin")):
+        return "no model weights"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as error:  # noqa: BLE001 - SafetensorError derives from Exception only
+            return f"{path.name}: {error}"
     return None
 
 

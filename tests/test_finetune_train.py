@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,33 @@ def test_resume_continues_from_the_last_checkpoint(
     # epochs 1-2 come from the checkpoint's state, only epoch 3 was trained again
     assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0, 3.0]
     assert result.epochs == 3.0
+
+
+def test_resume_skips_checkpoints_a_kill_left_half_saved(
+    tmp_path: Path, base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, base_model, epochs=2)
+    real_write = train_module.write_output
+    monkeypatch.setattr(train_module, "write_output", _raise_keyboard_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    last = max(config.work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    steps = int(last.name.split("-")[1])
+    # Killed mid-save: one checkpoint has no trainer state yet, a later one has cut weights.
+    no_state = shutil.copytree(last, config.work_dir / f"checkpoint-{steps + 1}")
+    (no_state / "trainer_state.json").unlink()
+    cut = shutil.copytree(last, config.work_dir / f"checkpoint-{steps + 2}")
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+
+    monkeypatch.setattr(train_module, "write_output", real_write)
+    result = train(dataclasses.replace(config, epochs=3, resume=True))
+    metrics = json.loads((config.output / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0, 3.0] and result.epochs == 3.0
+
+
+def _raise_keyboard_interrupt(*args, **kwargs):
+    raise KeyboardInterrupt  # stands in for a kill after the last epoch's checkpoint
 
 
 def test_load_splits_samples_and_holds_out_contexts(tmp_path: Path, base_model: Path) -> None:
