@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -299,6 +300,30 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
+def remove_leftovers(output: Path) -> list[Path]:
+    """Delete what interrupted runs left beside ``output``: ``write_output``'s temp folders
+    (``.NAME.xxxxxxxx``, each a whole model) and a swapped-out ``.NAME.old``.
+
+    Returns:
+        The folders removed.
+    """
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.(old|[a-z0-9_]{{8}})")
+    parent = output.parent if output.parent.is_dir() else None
+    removed = [p for p in (parent.iterdir() if parent else ()) if pattern.fullmatch(p.name)]
+    for path in removed:
+        logger.info("removing %s, left by an earlier run that was interrupted", path)
+        _remove(path)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder tree or a single file (an --overwrite'd output may have been a file)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _check_output(config: TrainConfig) -> None:
     """Refuse, before any work, to train into an existing output unless --overwrite."""
     if config.output.exists() and not config.overwrite:
@@ -327,6 +352,8 @@ def train(config: TrainConfig) -> TrainResult:
     """
     started = time.perf_counter()
     _check_output(config)
+    if is_main_process():
+        remove_leftovers(config.output)
     data, train_examples, dev_examples = load_splits(config)
     model_path = resolve_model_ref(config.base_model)
     tokenizer = _fast_tokenizer(model_path, config.base_model)
@@ -499,10 +526,10 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
         return
     old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
     os.replace(target, old)
     os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
 
 
 def _transformers_version() -> str:

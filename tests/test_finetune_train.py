@@ -110,6 +110,20 @@ def test_an_existing_output_is_kept_unless_overwrite(tmp_path: Path, base_model:
     assert _leftovers(config.output.parent) == []
 
 
+def test_leftovers_of_interrupted_runs_are_removed(tmp_path: Path, base_model: Path) -> None:
+    config = _config(tmp_path, base_model, epochs=1, overwrite=True)
+    parent = config.output.parent
+    parent.mkdir(parents=True)
+    for name in (".model.old", ".model.k2x_9abq"):  # a swapped-out output; a killed run's temp folder
+        (parent / name).mkdir()
+        (parent / name / "model.safetensors").write_bytes(b"87 MB of weights")
+    (parent / ".model.work-notes").write_text("not ours to delete")
+    config.output.write_text("an output that is a file, replaced by --overwrite")
+    train(config)
+    assert (config.output / "model.safetensors").is_file()
+    assert _leftovers(parent) == [".model.work-notes"]
+
+
 def test_resume_continues_from_the_last_checkpoint(
     tmp_path: Path, base_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
