@@ -295,3 +295,17 @@ async def test_bot_run_with_garbage_weights_stops_with_one_line(
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "HELPLINE_MODEL_DIR" in errors[0] and str(broken) in errors[0]
     assert "Traceback" not in stderr
+
+
+async def test_bot_run_against_a_server_that_is_no_bot_api_says_so(tmp_path: Path) -> None:
+    async with FakeTelegram() as telegram:
+        wrong_url = telegram.base_url.replace("/bot", "/not-the-api/bot")  # every method: 404
+        env = _bot_env(telegram, tmp_path / "no-model", telegram.token) | {"TELEGRAM_BASE_URL": wrong_url}
+        process = await asyncio.create_subprocess_exec(
+            BOT, "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    stderr = err.decode()
+    assert process.returncode == 1
+    assert f"the server at {wrong_url} (TELEGRAM_BASE_URL) is not a Telegram Bot API" in stderr
+    assert "rejected TELEGRAM_BOT_TOKEN" not in stderr and "Traceback" not in stderr
