@@ -211,7 +211,7 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     )
     await message.reply_html(
         formatting.format_answer(answer),
-        reply_markup=formatting.feedback_keyboard(question_id),
+        reply_markup=formatting.feedback_keyboard(question_id, key=svc.store.callback_key),
         link_preview_options=NO_PREVIEW,
     )
 
@@ -219,11 +219,11 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
 async def on_feedback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A feedback button: record the vote, always answer the callback, tick the chosen button."""
     query = update.callback_query
-    vote = formatting.decode_feedback(query.data)
+    store = services(context).store
+    vote = formatting.decode_feedback(query.data, key=store.callback_key)
     recorded = False
     try:
         if vote is not None:
-            store = services(context).store
             recorded = await asyncio.to_thread(
                 store.record_feedback, vote.question_id, query.from_user.id, vote.helpful
             )
@@ -233,7 +233,7 @@ async def on_feedback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     if recorded and query.message is not None:
         try:
             await query.edit_message_reply_markup(
-                formatting.feedback_keyboard(vote.question_id, vote.helpful)
+                formatting.feedback_keyboard(vote.question_id, vote.helpful, key=store.callback_key)
             )
         except BadRequest as e:  # the same vote twice: "message is not modified" is fine
             logger.debug("feedback markup unchanged: %s", e)

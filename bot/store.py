@@ -175,6 +175,12 @@ class Store:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (HASH_KEY_META, key))
             return key
 
+    @property
+    def callback_key(self) -> bytes:
+        """The key that signs feedback buttons' callback data (derived: the member-hash key itself is
+        never used for two purposes)."""
+        return hmac.new(self._hash_key, b"telegram callback data", hashlib.sha256).digest()
+
     def member_key(self, member_id: int) -> str:
         """How a Telegram user id is stored: its keyed hash, or the id itself when hashing is off.
 
