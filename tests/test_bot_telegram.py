@@ -163,6 +163,22 @@ async def test_a_member_cannot_forge_a_vote_on_another_members_answer(
     assert store.stats().all_time.not_helpful == 1  # the member's own vote only
 
 
+async def test_an_unwritable_database_still_answers_the_member(
+    bot: Application, telegram: FakeTelegram, store: Store
+) -> None:
+    telegram.send_text(MEMBER, INSULINOMA)
+    [first] = await reply_to(telegram, MEMBER)
+    store._conn.execute("PRAGMA query_only = ON")  # every write now fails: "readonly database"
+    telegram.send_text(MEMBER, INSULINOMA)
+    replies = await reply_to(telegram, MEMBER, 2)
+    assert replies[1]["text"] == first["text"] and "reply_markup" not in replies[1]  # nothing to vote on
+    telegram.press_button(MEMBER, first, buttons(first)[0]["callback_data"])
+    [answered] = await telegram.wait_for("answerCallbackQuery")
+    assert answered.params.get("text") == formatting.VOTE_UNKNOWN
+    await asyncio.sleep(0.2)
+    assert len(await reply_to(telegram, MEMBER)) == 2  # no apology followed
+
+
 async def test_same_vote_twice_is_answered_without_an_error(
     bot: Application, telegram: FakeTelegram, store: Store
 ) -> None:
