@@ -8,8 +8,10 @@ reverse proxy forwards to ``HELPLINE_WEBHOOK_LISTEN:HELPLINE_WEBHOOK_PORT``, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from telegram import Bot, BotCommand, Update
@@ -154,16 +156,42 @@ def check_telegram(settings: Settings) -> str:
             return bot.username
 
     try:
-        return asyncio.run(who_am_i())
+        with _quiet_http_parse_errors():
+            return asyncio.run(who_am_i())
     except InvalidToken as e:
-        raise StartupError(
-            "Telegram rejected TELEGRAM_BOT_TOKEN: copy the token again from @BotFather"
-        ) from e
+        raise _token_error(settings.telegram_base_url, e) from e
     except NetworkError as e:
         url = settings.telegram_base_url
         raise StartupError(
             f"cannot reach the Bot API at {url} (TELEGRAM_BASE_URL): {type(e).__name__}"
         ) from e
+
+
+@contextlib.contextmanager
+def _quiet_http_parse_errors() -> Iterator[None]:
+    """PTB logs a traceback when a reply is not JSON (e.g. a web server's 404 page); the StartupError
+    that follows says what went wrong in one line, so that log is held back during getMe."""
+    request_logger = logging.getLogger("telegram.request")
+    level = request_logger.level
+    request_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        request_logger.setLevel(level)
+
+
+def _token_error(url: str, error: InvalidToken) -> StartupError:
+    """What a refused getMe means. PTB raises InvalidToken for 401 and 404 alike; the token's shape
+    is checked before, and a Bot API answers a well-formed wrong token with 401, so a 404 means the
+    server at the URL is something else (a wrong TELEGRAM_BASE_URL)."""
+    # Bot.initialize re-raises the request's InvalidToken with a message of its own: read the chain.
+    messages = " ".join(str(e) for e in (error, error.__cause__, error.__context__) if e is not None)
+    if "Not Found" in messages or "(404)" in messages:
+        return StartupError(
+            f"the server at {url} (TELEGRAM_BASE_URL) is not a Telegram Bot API: it answered getMe with "
+            "404 Not Found; check the URL (Telegram's is https://api.telegram.org/bot)"
+        )
+    return StartupError("Telegram rejected TELEGRAM_BOT_TOKEN: copy the token again from @BotFather")
 
 
 def run_bot(application: Application, settings: Settings, webhook_url: str | None = None) -> None:

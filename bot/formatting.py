@@ -7,6 +7,9 @@ cut to fit, never the link. Everything that comes from documents or members is H
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
 import logging
 from dataclasses import dataclass
@@ -28,6 +31,8 @@ MAX_TITLE_CHARS = 200
 NO_ANSWER_SNIPPET_CHARS = 350
 ELLIPSIS = "…"
 FEEDBACK_PREFIX = "fb"
+# Bytes of the callback-data signature: 96 bits, 16 characters of base64.
+SIGNATURE_BYTES = 12
 
 DISCLAIMER = (
     "⚠️ I am not a doctor and this is not medical advice. In an emergency, call your local emergency "
@@ -73,39 +78,57 @@ class FeedbackVote:
     helpful: bool
 
 
-def encode_feedback(question_id: int, helpful: bool) -> str:
-    """Callback data for a feedback button: ``fb:<question id>:<1|0>`` (well under 64 bytes)."""
-    data = f"{FEEDBACK_PREFIX}:{question_id}:{int(helpful)}"
+def feedback_signature(question_id: int, key: bytes) -> str:
+    """16 characters of HMAC-SHA256 over the question id: a client can send any callback data, so
+    without it a member could vote on any other member's answer by guessing its id."""
+    digest = hmac.new(key, f"{FEEDBACK_PREFIX}:{question_id}".encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:SIGNATURE_BYTES]).decode("ascii")
+
+
+def encode_feedback(question_id: int, helpful: bool, *, key: bytes) -> str:
+    """Callback data for a feedback button: ``fb:<question id>:<1|0>:<signature>`` (under 64 bytes).
+
+    Args:
+        question_id: the logged question.
+        helpful: which button.
+        key: the secret the signature is made with (``Store.callback_key``).
+    """
+    data = f"{FEEDBACK_PREFIX}:{question_id}:{int(helpful)}:{feedback_signature(question_id, key)}"
     if len(data.encode("utf-8")) > MAX_CALLBACK_BYTES:
         raise ValueError(f"callback data {data!r} is over {MAX_CALLBACK_BYTES} bytes")
     return data
 
 
-def decode_feedback(data: str | None) -> FeedbackVote | None:
-    """Parse callback data defensively: anything that is not exactly ``fb:<id>:<0|1>`` gives None.
+def decode_feedback(data: str | None, *, key: bytes) -> FeedbackVote | None:
+    """Parse callback data defensively: anything but exactly ``fb:<id>:<0|1>:<signature>``, with the
+    right signature, gives None.
 
     Args:
         data: the ``callback_data`` Telegram sent back (clients can send anything).
+        key: the secret the buttons were signed with.
 
     Returns:
-        The vote, or None for malformed data.
+        The vote, or None for malformed or forged data.
     """
     if not data or len(data.encode("utf-8")) > MAX_CALLBACK_BYTES:
         return None
     parts = data.split(":")
-    if len(parts) != 3 or parts[0] != FEEDBACK_PREFIX or parts[2] not in ("0", "1"):
+    if len(parts) != 4 or parts[0] != FEEDBACK_PREFIX or parts[2] not in ("0", "1"):
         return None
     if not parts[1].isascii() or not parts[1].isdigit():
+        return None
+    if not hmac.compare_digest(parts[3], feedback_signature(int(parts[1]), key)):
         return None
     return FeedbackVote(int(parts[1]), parts[2] == "1")
 
 
-def feedback_keyboard(question_id: int, chosen: bool | None = None) -> InlineKeyboardMarkup:
+def feedback_keyboard(question_id: int, chosen: bool | None = None, *, key: bytes) -> InlineKeyboardMarkup:
     """The two feedback buttons; after a vote the chosen one is ticked (a member may change their mind).
 
     Args:
         question_id: the logged question.
         chosen: the member's vote, None before any.
+        key: the secret the callback data is signed with.
 
     Returns:
         One row with "helpful" and "not helpful".
@@ -114,8 +137,8 @@ def feedback_keyboard(question_id: int, chosen: bool | None = None) -> InlineKey
     unhelpful = ("✅ " if chosen is False else "👎 ") + "Not helpful"
     return InlineKeyboardMarkup(
         [[
-            InlineKeyboardButton(helpful, callback_data=encode_feedback(question_id, True)),
-            InlineKeyboardButton(unhelpful, callback_data=encode_feedback(question_id, False)),
+            InlineKeyboardButton(helpful, callback_data=encode_feedback(question_id, True, key=key)),
+            InlineKeyboardButton(unhelpful, callback_data=encode_feedback(question_id, False, key=key)),
         ]]
     )  # fmt: skip
 

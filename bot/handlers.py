@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import re
+import sqlite3
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from telegram.ext import ContextTypes
 
 from bot import formatting
 from bot.config import Settings
-from bot.engine import AnswerEngine
+from bot.engine import Answer, AnswerEngine
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -206,34 +207,48 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
             answer = await asyncio.to_thread(svc.engine.answer, question)
     finally:
         typing.cancel()
-    question_id = await asyncio.to_thread(
-        svc.store.log_question, member.id, question, answer, message.chat.type
-    )
+    question_id = await _logged_question(svc.store, member.id, question, answer, message.chat.type)
+    # Without a logged question there is nothing to vote on: no buttons.
+    keyboard = None
+    if question_id is not None:
+        keyboard = formatting.feedback_keyboard(question_id, key=svc.store.callback_key)
     await message.reply_html(
-        formatting.format_answer(answer),
-        reply_markup=formatting.feedback_keyboard(question_id),
-        link_preview_options=NO_PREVIEW,
+        formatting.format_answer(answer), reply_markup=keyboard, link_preview_options=NO_PREVIEW
     )
+
+
+async def _logged_question(
+    store: Store, member_id: int, question: str, answer: Answer, chat_type: str | None
+) -> int | None:
+    """Log a question; None when the database fails (full disk, made read-only): the member still
+    gets the answer computed for them, the failure goes to the log."""
+    try:
+        return await asyncio.to_thread(store.log_question, member_id, question, answer, chat_type)
+    except (sqlite3.Error, OSError) as e:
+        logger.error("could not log a question in %s: %s", store.path, e)
+        return None
 
 
 async def on_feedback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A feedback button: record the vote, always answer the callback, tick the chosen button."""
     query = update.callback_query
-    vote = formatting.decode_feedback(query.data)
+    store = services(context).store
+    vote = formatting.decode_feedback(query.data, key=store.callback_key)
     recorded = False
     try:
         if vote is not None:
-            store = services(context).store
             recorded = await asyncio.to_thread(
                 store.record_feedback, vote.question_id, query.from_user.id, vote.helpful
             )
+    except (sqlite3.Error, OSError) as e:  # the member is told the vote was not recorded
+        logger.error("could not record a vote in %s: %s", store.path, e)
     finally:
         # Telegram shows a spinner on the button until the query is answered, whatever happened.
         await query.answer(formatting.VOTE_THANKS if recorded else formatting.VOTE_UNKNOWN)
     if recorded and query.message is not None:
         try:
             await query.edit_message_reply_markup(
-                formatting.feedback_keyboard(vote.question_id, vote.helpful)
+                formatting.feedback_keyboard(vote.question_id, vote.helpful, key=store.callback_key)
             )
         except BadRequest as e:  # the same vote twice: "message is not modified" is fine
             logger.debug("feedback markup unchanged: %s", e)

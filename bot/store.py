@@ -5,9 +5,11 @@ loop's worker threads behind a lock. The schema lives in ``bot.migrations`` and 
 by ``Store.__init__``.
 
 Privacy: member ids are stored as an HMAC-SHA256 of the Telegram user id under a secret key
-(``HELPLINE_HASH_KEY``, or a random key generated once and kept in the ``meta`` table), so votes
-can still be counted once per member without keeping who asked; ``HELPLINE_HASH_MEMBER_IDS=false``
-stores plain ids, ``HELPLINE_STORE_QUESTIONS=false`` keeps no question text.
+(``HELPLINE_HASH_KEY``, or a random key generated once and kept in ``<database>.key``, mode 0600), so
+votes can still be counted once per member without keeping who asked. The key never sits in the
+database: anyone who could read both could re-identify members by hashing candidate ids. A new
+database is created 0600 too. ``HELPLINE_HASH_MEMBER_IDS=false`` stores plain ids,
+``HELPLINE_STORE_QUESTIONS=false`` keeps no question text.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.config import Settings
 from bot.engine import Answer
@@ -29,9 +33,15 @@ from bot.migrations import migrate
 
 logger = logging.getLogger(__name__)
 
-HASH_KEY_META = "member_hash_key"
+HASH_KEY_META = "member_hash_key"  # where earlier versions kept the generated key (moved out on open)
+KEY_FILE_SUFFIX = ".key"
+PRIVATE_MODE = 0o600
 # How long a writer waits for another connection's lock before "database is locked".
 BUSY_TIMEOUT_S = 5.0
+
+
+class KeyFileError(OSError):
+    """The member-hash key file is unusable (an OSError, as any other unreadable storage file)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ class Store:
         self._clock = clock
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.path)  # SQLite gives its -wal and -shm files the database's mode
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _transaction).
         self._conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
@@ -146,7 +157,7 @@ class Store:
         with self._lock:
             migrate(self._conn)
         key = settings.member_hash_key.get_secret_value() if settings.member_hash_key else None
-        self._hash_key = (key or self._stored_hash_key()).encode("utf-8")
+        self._hash_key = (key or self._kept_hash_key()).encode("utf-8")
 
     def close(self) -> None:
         """Close the connection."""
@@ -165,15 +176,36 @@ class Store:
                 raise
             self._conn.execute("COMMIT")
 
-    def _stored_hash_key(self) -> str:
-        """The generated member-hash key, created on first use and kept in ``meta``."""
+    @property
+    def key_path(self) -> Path:
+        """Where the generated member-hash key is kept (beside the database, mode 0600)."""
+        return self.path.with_name(self.path.name + KEY_FILE_SUFFIX)
+
+    def _kept_hash_key(self) -> str:
+        """The generated member-hash key: read from ``key_path``, else moved there from the ``meta``
+        table of an older database (so stored hashes still match), else created."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (HASH_KEY_META,)).fetchone()
+        key = _read_or_create_key(self.key_path, row[0] if row else secrets.token_hex(32))
+        if row:
+            self._forget_legacy_key()
+        return key
+
+    def _forget_legacy_key(self) -> None:
+        """Delete the key an older version kept in ``meta``, its bytes overwritten, WAL included."""
+        logger.info("moved the member-hash key out of %s into %s", self.path, self.key_path)
+        with self._lock:
+            self._conn.execute("PRAGMA secure_delete = ON")
         with self._transaction() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (HASH_KEY_META,)).fetchone()
-            if row:
-                return row[0]
-            key = secrets.token_hex(32)
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (HASH_KEY_META, key))
-            return key
+            conn.execute("DELETE FROM meta WHERE key = ?", (HASH_KEY_META,))
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @property
+    def callback_key(self) -> bytes:
+        """The key that signs feedback buttons' callback data (derived: the member-hash key itself is
+        never used for two purposes)."""
+        return hmac.new(self._hash_key, b"telegram callback data", hashlib.sha256).digest()
 
     def member_key(self, member_id: int) -> str:
         """How a Telegram user id is stored: its keyed hash, or the id itself when hashing is off.
@@ -371,3 +403,44 @@ class Store:
             (question_id,),
         ).fetchall()
         return tuple(StoredPassage(*row) for row in rows)
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty file readable by its owner only, unless it exists already."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+
+
+def _read_or_create_key(path: Path, new_key: str) -> str:
+    """The key in ``path``; when there is none, ``new_key``, written there first (mode 0600).
+
+    Written to a temp file then hard-linked into place: never half-written, and when two processes
+    start at once, the one whose link loses reads the winner's key.
+    """
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(new_key + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except UnicodeDecodeError:
+        key = ""
+    if not key:
+        raise KeyFileError(f"the member-hash key file {path} is empty or garbled; restore it from a backup")
+    return key

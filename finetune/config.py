@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,11 @@ class TrainConfig:
         if self.save_dtype not in SAVE_DTYPES:
             raise ValueError(f"save_dtype must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
         for name in ("epochs", "learning_rate", "batch_size", "grad_accum", "eval_batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            # `not > 0`, so that nan (which compares False with everything) is refused too.
+            if not getattr(self, name) > 0 or math.isinf(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
         for name in ("max_train_examples", "max_dev_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 # one batch's encodings stay a few MB.
 TOKENIZE_BATCH = 2048
 
+# A question keeps at most this share of a window's tokens; the rest is for the context it is read in.
+MAX_QUESTION_SHARE = 0.5
+
 # Offsets of tokens outside the context (question, special tokens, padding). numpy cannot hold None in
 # an int array, so -1 plays that role; the decoder never picks such a token.
 NO_OFFSET = -1
@@ -89,8 +92,9 @@ def _encode(
     """Tokenize question/context pairs into overflowing windows (question first, context truncated)."""
     if getattr(tokenizer, "padding_side", "right") != "right":
         raise ValueError("only tokenizers that pad on the right (question first) are supported")
+    fitted, _ = fit_questions(tokenizer, questions, settings)
     return tokenizer(
-        [q.lstrip() for q in questions],  # leading spaces waste window room (a known SQuAD quirk)
+        fitted,
         list(contexts),
         truncation="only_second",
         max_length=settings.max_seq_length,
@@ -99,6 +103,51 @@ def _encode(
         return_offsets_mapping=True,
         padding=False,
     )
+
+
+def question_token_limit(tokenizer: Any, settings: WindowSettings) -> int:
+    """The most tokens a question may take in a window.
+
+    ``MAX_QUESTION_SHARE`` of the window, and never so many that the context's share is not longer
+    than ``doc_stride``: the tokenizer fails (or panics) on a question that leaves less.
+    """
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    room = settings.max_seq_length - specials - settings.doc_stride - 1
+    return max(1, min(int(settings.max_seq_length * MAX_QUESTION_SHARE), room))
+
+
+def fit_questions(
+    tokenizer: Any, questions: Sequence[str], settings: WindowSettings
+) -> tuple[list[str], int]:
+    """The questions, left-stripped and cut at a token boundary to ``question_token_limit`` tokens.
+
+    A member may paste a paragraph as a question; it is read by its first tokens instead of failing.
+
+    Args:
+        tokenizer: a fast (Rust) Hugging Face tokenizer.
+        questions: the questions.
+        settings: window length and stride.
+
+    Returns:
+        The questions that fit, and how many had to be cut.
+    """
+    limit = question_token_limit(tokenizer, settings)
+    texts = [q.lstrip() for q in questions]  # leading spaces waste window room (a known SQuAD quirk)
+    cut: set[int] = set()
+    pending = list(range(len(texts)))
+    while pending:  # one pass in practice; a cut text re-tokenizes to at most as many tokens
+        encoded = tokenizer(
+            [texts[i] for i in pending], add_special_tokens=False, return_offsets_mapping=True
+        )
+        over = [(i, offsets) for i, offsets in zip(pending, encoded["offset_mapping"], strict=True)
+                if len(offsets) > limit]  # fmt: skip
+        for i, offsets in over:
+            texts[i] = texts[i][: offsets[limit - 1][1]]
+            cut.add(i)
+        pending = [i for i, _ in over]
+    if cut:
+        logger.warning("cut %d of %d questions to their first %d tokens", len(cut), len(texts), limit)
+    return texts, len(cut)
 
 
 def _window_arrays(encoding: Any, cls_token_id: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

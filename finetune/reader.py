@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from finetune.features import WindowSettings, prepare_eval_features
+from finetune.features import WindowSettings, fit_questions, prepare_eval_features
 from finetune.inference import autocast_dtype, forward_windows, pick_device
 from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
 from finetune.types import Reading
@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 class ReaderNotReadyError(RuntimeError):
     """``read()`` was called before ``warm_up()``."""
+
+
+class ModelLoadError(ValueError):
+    """A model directory that is there but cannot be loaded (garbage or truncated weights, a broken
+    config or tokenizer); the message is one line naming the directory."""
 
 
 class Reader:
@@ -79,6 +84,8 @@ class Reader:
         self.dtype = autocast_dtype(self.device, precision)
         self._model: Any = None
         self._tokenizer: Any = None
+        # Questions too long for a window, read by their first tokens (see features.fit_questions).
+        self.questions_cut = 0
         self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
 
@@ -94,6 +101,7 @@ class Reader:
 
         Raises:
             FileNotFoundError: ``model_dir`` holds no model.
+            ModelLoadError: its files cannot be loaded.
         """
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: PLC0415 - heavy
 
@@ -106,8 +114,13 @@ class Reader:
                 )
             if self.num_threads is not None:
                 torch.set_num_threads(self.num_threads)
-            tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-            model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+                model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
+            except Exception as error:  # noqa: BLE001 - safetensors, tokenizers, transformers: many types
+                raise ModelLoadError(
+                    f"the model files in {self.model_dir} are broken or incomplete ({_one_line(error)})"
+                ) from error
             model.to(self.device).eval()
             self._tokenizer = tokenizer
             self._model = model
@@ -136,6 +149,8 @@ class Reader:
         if not contexts:
             return []
         with self._tokenizer_lock:
+            (question,), cut = fit_questions(self._tokenizer, [question], self.windows)
+            self.questions_cut += cut
             windows = prepare_eval_features(
                 self._tokenizer, [question] * len(contexts), list(contexts), self.windows
             )
@@ -165,3 +180,9 @@ class Reader:
         if self._tokenizer is None:
             raise ReaderNotReadyError("Reader.tokenizer used before warm_up()")
         return self._tokenizer
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (library errors can run over many lines)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

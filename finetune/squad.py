@@ -142,7 +142,7 @@ def read_json(path: Path) -> Any:
         The parsed JSON value.
 
     Raises:
-        SquadFormatError: missing file, bad gzip, not UTF-8, or invalid/truncated JSON.
+        SquadFormatError: missing file, bad gzip, not UTF-8, invalid/truncated or absurdly nested JSON.
     """
     try:
         raw = path.read_bytes()
@@ -168,6 +168,8 @@ def read_json(path: Path) -> Any:
         raise SquadFormatError(
             f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}{hint}"
         ) from e
+    except RecursionError as e:  # the parser recurses per level: 200 KB of "[" is no SQuAD file
+        raise SquadFormatError(f"{path}: JSON nested too deeply to be a SQuAD file") from e
 
 
 def _articles(path: Path, document: Any) -> list[Any]:
@@ -196,7 +198,10 @@ def _find_answer(context: str, text: str, start: Any, max_drift: int) -> tuple[G
         raise _Reject("empty answer text")
     if isinstance(start, bool) or not isinstance(start, int):
         raise _Reject(f"answer_start {start!r} is not an integer")
-    if start >= 0 and context[start : start + len(text)] == text and text == text.strip():
+    if start < 0:
+        # Not drift to repair: a negative window end would make str.find count from the far end.
+        raise _Reject(f"answer_start {start} is negative")
+    if context[start : start + len(text)] == text and text == text.strip():
         return GoldAnswer(text, start), False
     stripped = text.strip()
     lo = max(0, start - max_drift)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -246,7 +247,7 @@ def training_arguments(config: TrainConfig, n_features: int) -> TrainingArgument
 def _prepare_work_dir(config: TrainConfig) -> str | None:
     """The checkpoint to resume from (None: start fresh, clearing old checkpoints)."""
     work = config.work_dir
-    last = get_last_checkpoint(str(work)) if work.is_dir() else None
+    last = last_complete_checkpoint(work) if config.resume else None
     if config.resume:
         if last is None:
             logger.warning("--resume: no checkpoint in %s; starting from the beginning", work)
@@ -257,6 +258,70 @@ def _prepare_work_dir(config: TrainConfig) -> str | None:
         logger.info("removing old checkpoints in %s (pass --resume to continue from them)", work)
         shutil.rmtree(work)
     return None
+
+
+def last_complete_checkpoint(work: Path) -> str | None:
+    """The newest checkpoint in ``work`` that was saved whole, or None.
+
+    A kill during a save leaves a checkpoint without its trainer state or with cut weights, and
+    Trainer would fail on it at every ``--resume``; such checkpoints are deleted (with a log line) and
+    the one before is used.
+    """
+    while work.is_dir() and (last := get_last_checkpoint(str(work))) is not None:
+        problem = checkpoint_problem(Path(last))
+        if problem is None:
+            return last
+        logger.warning("deleting incomplete checkpoint %s (%s); resuming from the one before", last, problem)
+        shutil.rmtree(last)
+    return None
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete.
+
+    Trainer writes ``trainer_state.json`` last, after weights, optimizer and RNG state; the weights'
+    safetensors header says how long the file must be, so a cut file is told apart too.
+    """
+    from safetensors import safe_open  # noqa: PLC0415 - only resuming needs it
+
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return f"no readable trainer_state.json: {type(error).__name__}"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not any(folder.glob("pytorch_model*.bin")):
+        return "no model weights"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as error:  # noqa: BLE001 - SafetensorError derives from Exception only
+            return f"{path.name}: {error}"
+    return None
+
+
+def remove_leftovers(output: Path) -> list[Path]:
+    """Delete what interrupted runs left beside ``output``: ``write_output``'s temp folders
+    (``.NAME.xxxxxxxx``, each a whole model) and a swapped-out ``.NAME.old``.
+
+    Returns:
+        The folders removed.
+    """
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.(old|[a-z0-9_]{{8}})")
+    parent = output.parent if output.parent.is_dir() else None
+    removed = [p for p in (parent.iterdir() if parent else ()) if pattern.fullmatch(p.name)]
+    for path in removed:
+        logger.info("removing %s, left by an earlier run that was interrupted", path)
+        _remove(path)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder tree or a single file (an --overwrite'd output may have been a file)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _check_output(config: TrainConfig) -> None:
@@ -287,6 +352,8 @@ def train(config: TrainConfig) -> TrainResult:
     """
     started = time.perf_counter()
     _check_output(config)
+    if is_main_process():
+        remove_leftovers(config.output)
     data, train_examples, dev_examples = load_splits(config)
     model_path = resolve_model_ref(config.base_model)
     tokenizer = _fast_tokenizer(model_path, config.base_model)
@@ -459,10 +526,10 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
         return
     old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
     os.replace(target, old)
     os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
 
 
 def _transformers_version() -> str:

@@ -18,9 +18,9 @@ from retrieval.errors import IndexBuildError, IndexLoadError, RetrievalError
 from retrieval.hybrid import HybridIndex, HybridSettings, RetrievalMode
 from retrieval.index import BM25Index
 from retrieval.ingest import SkippedFile
+from retrieval.manifest import IndexManifest
 from retrieval.passages import Passage, ScoredPassage
 from retrieval.settings import IndexSettings
-from retrieval.manifest import IndexManifest
 from retrieval.store import IndexReport, build_index, load_index
 
 __version__ = "0.1.0"

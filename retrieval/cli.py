@@ -157,9 +157,15 @@ def index(
         model, fresh = report.embedding_model, report.embedded_passages
         typer.echo(f"embedded {fresh} passages with {model} (the others' vectors reused)")
     for dropped in report.dropped:
-        typer.echo(f"dropped a block of {dropped.doc_id} ({dropped.reason}): {dropped.preview!r}")
+        typer.echo(f"dropped a block of {dropped.doc_id!r} ({dropped.reason}): {dropped.preview!r}")
+    if report.kept_old_index:
+        typer.echo(
+            f"replaced {index_dir}, an index of a version this program cannot read; "
+            f"the old index is kept at {report.kept_old_index}"
+        )
     for skipped in report.skipped:
-        typer.echo(f"skipped {skipped.path}: {skipped.reason}")
+        # Quoted: a file name may hold a newline, which would otherwise forge a line of this output.
+        typer.echo(f"skipped {skipped.path!r}: {skipped.reason}")
 
 
 def _result_json(result: ScoredPassage) -> dict[str, Any]:
@@ -181,7 +187,8 @@ def _print_results(query: str, results: list[ScoredPassage]) -> None:
     for rank, result in enumerate(results, 1):
         p = result.passage
         text = p.text if len(p.text) <= PREVIEW_CHARS else p.text[:PREVIEW_CHARS] + "..."
-        typer.echo(f"{rank}. [{result.score:.2f}] {p.title} ({p.source or p.doc_id})\n   {text}\n")
+        where = p.source or repr(p.doc_id)  # a file name is quoted: it may hold a newline
+        typer.echo(f"{rank}. [{result.score:.2f}] {p.title} ({where})\n   {text}\n")
 
 
 @app.command()

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from retrieval.errors import IndexBuildError
 
@@ -30,8 +31,7 @@ GENERATION = ".gen-"
 def build_lock(index_dir: Path) -> Iterator[None]:
     """One build at a time per index (the CLI and the bot's /reindex may overlap): a concurrent build
     would delete the other's generation when it cleans up."""
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_dir.parent / f".{index_dir.name}.lock", "w") as handle:
+    with _open_lock(index_dir) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -44,12 +44,45 @@ def build_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_and_swap(index_dir: Path, write: Callable[[Path], None]) -> None:
+def _open_lock(index_dir: Path) -> Any:
+    """The lock file beside ``index_dir``, its folder created; a parent that is a file, or a place that
+    cannot hold files (``/proc``), is bad input with a one-line reason, not a traceback."""
+    try:
+        index_dir.parent.mkdir(parents=True, exist_ok=True)
+        return open(index_dir.parent / f".{index_dir.name}.lock", "w")  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        if isinstance(error, (FileExistsError, NotADirectoryError)):
+            # The error names the folder it tried to make; the culprit is the nearest existing parent.
+            blocker = next((p for p in index_dir.parents if p.exists()), index_dir.parent)
+            reason = f"{blocker} is a file, not a folder"
+        else:
+            reason = f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}"
+        raise IndexBuildError(
+            f"cannot create the index {index_dir}: {reason}; choose another --index"
+        ) from error
+
+
+def set_aside(index_dir: Path, previous: str, version: str) -> str:
+    """Move the replaced generation out of the way of the clean-up of old generations, for good.
+
+    Returns:
+        Its new path.
+    """
+    kept = index_dir.parent / f".{index_dir.name}.kept-v{version.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
+    (index_dir.parent / previous).rename(kept)
+    logger.warning("the replaced index of version %s is kept at %s", version, kept)
+    return str(kept)
+
+
+def write_and_swap(index_dir: Path, write: Callable[[Path], None]) -> str | None:
     """Create a new generation beside ``index_dir``, let ``write`` fill it, and point ``index_dir`` at it.
 
     Args:
         index_dir: the index path (a link after the first build).
         write: writes the generation's files into the folder it is given (with ``write_synced``).
+
+    Returns:
+        The name of the generation it replaced (None when there was none).
     """
     parent = index_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +96,7 @@ def write_and_swap(index_dir: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(generation, ignore_errors=True)
         raise
     _remove_old_generations(index_dir, keep={generation.name, previous})
+    return previous
 
 
 def write_synced(path: Path, data: bytes) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, NavigableString, Tag
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,35 @@ def iter_files(docs_dir: Path) -> Iterator[Path]:
         yield path
 
 
+def printable_name(name: str) -> str:
+    """A file name as valid UTF-8: bytes that are not UTF-8 (which Python keeps as lone surrogates and
+    no JSON file or terminal can hold) become ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def check_location(path: Path, doc_id: str, root: Path) -> None:
+    """Refuse a file whose name is not UTF-8, or that resolves outside the documents folder.
+
+    A symbolic link to ``/etc/passwd`` in the folder must not have that file's text served to members.
+
+    Args:
+        path: the file (as found under the folder).
+        doc_id: its path relative to the folder.
+        root: the documents folder, resolved.
+
+    Raises:
+        SkipFile: with the reason.
+    """
+    if printable_name(doc_id) != doc_id:
+        raise SkipFile("file name is not UTF-8; rename the file")
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+        raise SkipFile(f"cannot resolve the path: {error}") from error
+    if not target.is_relative_to(root):
+        raise SkipFile("a link to a file outside the documents folder; copy the file in instead")
+
+
 def read_document(path: Path, doc_id: str) -> Document:
     """Read one file of a supported type.
 
@@ -128,7 +159,9 @@ def read_document(path: Path, doc_id: str) -> Document:
     title, source, text = reader(raw, path)
     if not text:
         raise SkipFile("no text in the file")
-    return Document(doc_id, title or path.stem, source, text, hashlib.sha256(raw).hexdigest())
+    # The file name as a title has its whitespace collapsed: a newline in it would break output lines.
+    fallback = " ".join(path.stem.split()) or path.name
+    return Document(doc_id, title or fallback, source, text, hashlib.sha256(raw).hexdigest())
 
 
 def _decode_text(raw: bytes) -> str:
@@ -168,15 +201,38 @@ def _read_html(raw: bytes, path: Path) -> tuple[str | None, str | None, str]:
     title = normalise_text(soup.title.get_text()) if soup.title else None
     canonical = soup.find("link", rel="canonical")
     source = canonical.get("href") if canonical is not None else None
-    for tag in soup.find_all(_HTML_DROP):
-        tag.decompose()
-    if soup.head is not None:
-        soup.head.decompose()
-    # Block elements end a paragraph; inline ones (<b>, <a>) stay inside their sentence.
-    for tag in soup.find_all(_HTML_BLOCKS):
-        tag.insert_before("\n\n")
-        tag.insert_after("\n\n")
-    return title, source if isinstance(source, str) else None, normalise_text(soup.get_text())
+    return title, source if isinstance(source, str) else None, normalise_text(_visible_text(soup))
+
+
+# Marks the end of a block element on the walk's stack.
+_BLOCK_END = object()
+
+
+def _visible_text(soup: BeautifulSoup) -> str:
+    """``soup.get_text()`` without the dropped elements and ``<head>``, block elements set apart by a
+    blank line (inline ones, ``<b>`` or ``<a>``, stay inside their sentence).
+
+    One walk over the tree, never modifying it: bs4's ``insert_before``/``decompose`` look the element
+    up in its parent's children (``Tag.index``), which made a page of many blocks quadratic.
+    """
+    wanted = soup.interesting_string_types or Tag.MAIN_CONTENT_STRING_TYPES
+    wanted = {wanted} if isinstance(wanted, type) else set(wanted)
+    head = soup.head  # looked up once: `soup.head` is a search
+    pieces: list[str] = []
+    stack: list[Any] = [soup]  # an explicit stack: deeply nested pages must not hit the recursion limit
+    while stack:
+        node = stack.pop()
+        if node is _BLOCK_END:
+            pieces.append("\n\n")
+        elif isinstance(node, NavigableString):
+            if type(node) in wanted:  # exact types, as get_text: no comments, doctypes, scripts
+                pieces.append(str(node))
+        elif isinstance(node, Tag) and node.name not in _HTML_DROP and node is not head:
+            if node.name in _HTML_BLOCKS:
+                pieces.append("\n\n")
+                stack.append(_BLOCK_END)
+            stack.extend(reversed(node.contents))
+    return "".join(pieces)
 
 
 def _read_pdf(raw: bytes, path: Path) -> tuple[str | None, str | None, str]:
@@ -227,13 +283,16 @@ def read_folder(
     documents: list[Document] = []
     skipped: list[SkippedFile] = []
     files = list(iter_files(docs_dir))
+    root = docs_dir.resolve()
     for done, path in enumerate(files, 1):
         doc_id = path.relative_to(docs_dir).as_posix()
         try:
+            check_location(path, doc_id, root)
             documents.append(read_document(path, doc_id))
         except SkipFile as why:
-            logger.warning("skipped %s: %s", doc_id, why)
-            skipped.append(SkippedFile(doc_id, str(why)))
+            shown = printable_name(doc_id)
+            logger.warning("skipped %r: %s", shown, why)
+            skipped.append(SkippedFile(shown, str(why)))
         if on_file is not None:
             on_file(done, len(files))
     return documents, skipped

@@ -152,3 +152,16 @@ def read_manifest(folder: Path, shown: Path | None = None) -> IndexManifest:
         return IndexManifest.from_json(data)
     except (KeyError, TypeError, ValueError) as error:
         raise IndexLoadError(f"corrupt index manifest {path}: {error!r}; {fix_hint(shown)}") from error
+
+
+def unreadable_version(index_dir: Path) -> str | None:
+    """``"format/tokenizer"`` version of the index at ``index_dir`` when it is ours but of a version
+    this program does not read (e.g. written by a newer one); None for anything else."""
+    try:
+        data = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or JSON
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        return None
+    found = (data.get("format_version"), data.get("tokenizer_version"))
+    return None if found == (FORMAT_VERSION, TOKENIZER_VERSION) else f"{found[0]}/{found[1]}"

@@ -25,7 +25,7 @@ import numpy as np
 from retrieval.boilerplate import content_segments
 from retrieval.encoder import TextEncoder
 from retrieval.errors import IndexBuildError, IndexLoadError, RetrievalError
-from retrieval.generations import build_lock, write_and_swap, write_synced
+from retrieval.generations import build_lock, set_aside, write_and_swap, write_synced
 from retrieval.hybrid import HybridIndex, HybridSettings, encode_passages
 from retrieval.index import BM25Index
 from retrieval.ingest import Document, SkippedFile, read_folder
@@ -41,6 +41,7 @@ from retrieval.manifest import (
     IndexManifest,
     fix_hint,
     read_manifest,
+    unreadable_version,
 )
 from retrieval.passages import Passage, split_into_passages
 from retrieval.settings import IndexSettings
@@ -70,6 +71,8 @@ class IndexReport:
         dropped: blocks left out as boilerplate, with reasons.
         embedding_model: the model that embedded the passages (None: BM25 only).
         embedded_passages: passages embedded in this build (the others' vectors were reused).
+        kept_old_index: where the index it replaced was set aside, when that one was of a format or
+            tokeniser version this program cannot read (so a newer program's index is not lost).
     """
 
     documents: int
@@ -81,6 +84,7 @@ class IndexReport:
     dropped: list[DroppedPassage] = dataclasses.field(default_factory=list)
     embedding_model: str | None = None
     embedded_passages: int = 0
+    kept_old_index: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -239,7 +243,11 @@ def build_index(
         passages = unique_passages(passages)
         vectors, embedded = _embed(passages, encoder, previous, progress)
         manifest = _manifest(settings, records, skipped, dropped, passages, vectors, encoder)
-        write_and_swap(index_dir, lambda folder: _write_generation(folder, manifest, passages, vectors))
+        other_version = unreadable_version(index_dir)
+        replaced = write_and_swap(
+            index_dir, lambda folder: _write_generation(folder, manifest, passages, vectors)
+        )
+        kept = set_aside(index_dir, replaced, other_version) if other_version and replaced else None
     return IndexReport(
         documents=len(documents),
         passages=len(passages),
@@ -250,6 +258,7 @@ def build_index(
         dropped=dropped,
         embedding_model=encoder.model_id if encoder is not None else None,
         embedded_passages=embedded,
+        kept_old_index=kept,
     )
 
 

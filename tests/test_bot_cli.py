@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -167,6 +168,35 @@ def test_ask_with_the_real_reader(tiny_model: Path, indexed: Path) -> None:
     )  # BM25 finds it; the random reader may not
 
 
+def test_a_question_longer_than_the_readers_window_does_not_stop_the_batch(
+    tiny_model: Path, indexed: Path, tmp_path: Path
+) -> None:
+    questions = tmp_path / "questions.txt"
+    long_question = ("insulinoma " + "a " * 500)[:999]  # 495 tokens in 999 characters: over the window
+    questions.write_text(f"What is an insulinoma?\n{long_question}\nWhat is a tumor?\n", encoding="utf-8")
+    result = runner.invoke(
+        cli.app, ["ask", "--questions", str(questions), "--json", "--model-dir", str(tiny_model)]
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 3 and all(list(r) == ASK_KEYS for r in records)
+
+
+def _garbage_model(tiny_model: Path, folder: Path) -> Path:
+    """A copy of the tiny model whose weights file holds random bytes."""
+    shutil.copytree(tiny_model, folder)
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 40)
+    return folder
+
+
+def test_ask_with_garbage_weights_is_a_one_line_error(tiny_model: Path, indexed: Path, tmp_path: Path):
+    broken = _garbage_model(tiny_model, tmp_path / "broken")
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?", "--model-dir", str(broken)])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "HELPLINE_MODEL_DIR" in line and str(broken) in line and "Traceback" not in result.output
+
+
 # --- bot run ----------------------------------------------------------------------------------
 
 
@@ -248,3 +278,34 @@ async def test_bot_run_with_a_token_telegram_rejects(tmp_path: Path) -> None:
     assert process.returncode == 1
     assert "Telegram rejected TELEGRAM_BOT_TOKEN" in stderr
     assert bad not in stderr and "Traceback" not in stderr
+
+
+async def test_bot_run_with_garbage_weights_stops_with_one_line(
+    tmp_path: Path, tiny_model: Path, indexed: Path
+) -> None:
+    broken = _garbage_model(tiny_model, tmp_path / "broken")
+    async with FakeTelegram() as telegram:
+        process = await asyncio.create_subprocess_exec(
+            BOT, "run", cwd=tmp_path, env=_bot_env(telegram, broken, telegram.token),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    stderr = err.decode()
+    assert process.returncode == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "HELPLINE_MODEL_DIR" in errors[0] and str(broken) in errors[0]
+    assert "Traceback" not in stderr
+
+
+async def test_bot_run_against_a_server_that_is_no_bot_api_says_so(tmp_path: Path) -> None:
+    async with FakeTelegram() as telegram:
+        wrong_url = telegram.base_url.replace("/bot", "/not-the-api/bot")  # every method: 404
+        env = _bot_env(telegram, tmp_path / "no-model", telegram.token) | {"TELEGRAM_BASE_URL": wrong_url}
+        process = await asyncio.create_subprocess_exec(
+            BOT, "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    stderr = err.decode()
+    assert process.returncode == 1
+    assert f"the server at {wrong_url} (TELEGRAM_BASE_URL) is not a Telegram Bot API" in stderr
+    assert "rejected TELEGRAM_BOT_TOKEN" not in stderr and "Traceback" not in stderr

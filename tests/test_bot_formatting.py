@@ -17,6 +17,9 @@ from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, make_settings
 LONG_URL = "https://example.org/" + "a" * 300 + "?x=1&y=2"
 
 
+KEY = b"test callback key"
+
+
 def make_answer(
     text: str | None, sentence: str | None, title: str = "T", source: str | None = LONG_URL
 ) -> Answer:
@@ -28,9 +31,9 @@ def make_answer(
 @pytest.mark.parametrize("question_id", [1, 42, 2**63 - 1])
 @pytest.mark.parametrize("helpful", [True, False])
 def test_feedback_data_round_trips_under_64_bytes(question_id: int, helpful: bool) -> None:
-    data = formatting.encode_feedback(question_id, helpful)
+    data = formatting.encode_feedback(question_id, helpful, key=KEY)
     assert len(data.encode("utf-8")) < 64
-    assert formatting.decode_feedback(data) == formatting.FeedbackVote(question_id, helpful)
+    assert formatting.decode_feedback(data, key=KEY) == formatting.FeedbackVote(question_id, helpful)
 
 
 @pytest.mark.parametrize(
@@ -50,13 +53,23 @@ def test_feedback_data_round_trips_under_64_bytes(question_id: int, helpful: boo
     ],
 )
 def test_malformed_feedback_data_decodes_to_none(data: str | None) -> None:
-    assert formatting.decode_feedback(data) is None
+    assert formatting.decode_feedback(data, key=KEY) is None
+
+
+def test_forged_feedback_data_decodes_to_none() -> None:
+    mine = formatting.encode_feedback(7, True, key=KEY)
+    assert formatting.decode_feedback(mine, key=KEY) is not None
+    signature = mine.rsplit(":", 1)[1]
+    assert formatting.decode_feedback(f"fb:8:0:{signature}", key=KEY) is None  # another member's answer
+    assert formatting.decode_feedback("fb:8:0", key=KEY) is None  # unsigned, as buttons once were
+    assert formatting.decode_feedback(formatting.encode_feedback(8, False, key=b"guess"), key=KEY) is None
 
 
 def test_keyboard_ticks_the_chosen_vote() -> None:
-    before = formatting.feedback_keyboard(7).inline_keyboard[0]
-    after = formatting.feedback_keyboard(7, chosen=False).inline_keyboard[0]
-    assert [b.callback_data for b in before] == ["fb:7:1", "fb:7:0"]
+    before = formatting.feedback_keyboard(7, key=KEY).inline_keyboard[0]
+    after = formatting.feedback_keyboard(7, chosen=False, key=KEY).inline_keyboard[0]
+    signature = formatting.feedback_signature(7, KEY)
+    assert [b.callback_data for b in before] == [f"fb:7:1:{signature}", f"fb:7:0:{signature}"]
     assert not before[1].text.startswith("✅") and after[1].text.startswith("✅")
     assert not after[0].text.startswith("✅")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sqlite3
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +65,46 @@ def test_member_ids_are_hashed_with_a_kept_key(tmp_path: Path, engine: AnswerEng
     assert make_store(tmp_path, member_hash_key="another-secret").member_key(42) != hashed
     row = sqlite3.connect(store.path).execute("SELECT member, question FROM questions").fetchone()
     assert row == (hashed, ANSWERED)
+
+
+def _bytes_on_disk(store: Store) -> bytes:
+    """The database with its WAL and shared-memory files, as anyone able to read them would see."""
+    files = [store.path, *(store.path.with_name(store.path.name + s) for s in ("-wal", "-shm"))]
+    return b"".join(f.read_bytes() for f in files if f.exists())
+
+
+def test_the_hash_key_is_kept_out_of_the_database_which_is_private(
+    tmp_path: Path, engine: AnswerEngine
+) -> None:
+    store = make_store(tmp_path)
+    store.log_question(42, ANSWERED, engine.answer(ANSWERED))
+    key = store.key_path.read_text().strip()
+    assert len(key) == 64 and key.encode() not in _bytes_on_disk(store)
+    assert store.member_key(42) == hmac.new(key.encode(), b"42", hashlib.sha256).hexdigest()
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.key_path.stat().st_mode) == 0o600
+    assert sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM meta").fetchone() == (0,)
+
+
+def test_a_key_an_older_version_kept_in_the_database_is_moved_out(
+    tmp_path: Path, engine: AnswerEngine
+) -> None:
+    store = make_store(tmp_path)
+    store.close()
+    store.key_path.unlink()  # as an older version left it: the key in meta, no key file
+    legacy = "9f" * 32
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('member_hash_key', ?)", (legacy,))
+    reopened = make_store(tmp_path)
+    assert reopened.member_key(42) == hmac.new(legacy.encode(), b"42", hashlib.sha256).hexdigest()
+    assert reopened.key_path.read_text().strip() == legacy
+    reopened.log_question(42, ANSWERED, engine.answer(ANSWERED))
+    assert legacy.encode() not in _bytes_on_disk(reopened)
+
+
+def test_a_given_hash_key_writes_no_key_file(tmp_path: Path) -> None:
+    store = make_store(tmp_path, member_hash_key="from-the-environment")
+    assert not store.key_path.exists()
 
 
 def test_privacy_switches_keep_plain_ids_and_drop_question_text(tmp_path: Path, engine: AnswerEngine) -> None:

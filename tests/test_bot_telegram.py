@@ -93,7 +93,10 @@ async def test_question_answered_with_source_and_feedback_buttons(
     assert typing and typing[0].params["action"] == "typing"
     assert typing[0].at <= telegram.calls_of("sendMessage")[0].at
     question_id = store.stats().all_time.questions
-    assert [b["callback_data"] for b in buttons(reply)] == [f"fb:{question_id}:1", f"fb:{question_id}:0"]
+    signature = formatting.feedback_signature(question_id, store.callback_key)
+    assert [b["callback_data"] for b in buttons(reply)] == [
+        f"fb:{question_id}:1:{signature}", f"fb:{question_id}:0:{signature}"
+    ]
     assert all(len(b["callback_data"].encode()) < 64 for b in buttons(reply))
 
 
@@ -137,6 +140,43 @@ async def test_feedback_button_press_is_recorded_and_acknowledged(
     ]
     stats = store.stats().all_time
     assert (stats.helpful, stats.not_helpful) == (1, 0)
+
+
+async def test_a_member_cannot_forge_a_vote_on_another_members_answer(
+    bot: Application, telegram: FakeTelegram, store: Store
+) -> None:
+    other = MEMBER + 1
+    telegram.send_text(MEMBER, INSULINOMA)
+    [victim_reply] = await reply_to(telegram, MEMBER)
+    telegram.send_text(other, INSULINOMA)
+    [own_reply] = await reply_to(telegram, other)
+    victim_id = int(buttons(victim_reply)[0]["callback_data"].split(":")[1])
+    own_data = buttons(own_reply)[1]["callback_data"]
+    own_signature = own_data.rsplit(":", 1)[1]
+    for forged in (f"fb:{victim_id}:0", f"fb:{victim_id}:0:{own_signature}"):
+        telegram.press_button(other, own_reply, forged)
+    telegram.press_button(other, own_reply, own_data)  # the member's own button still works
+    answers = await telegram.wait_for("answerCallbackQuery", 3)
+    assert [a.params.get("text") for a in answers] == [
+        formatting.VOTE_UNKNOWN, formatting.VOTE_UNKNOWN, formatting.VOTE_THANKS,
+    ]  # fmt: skip
+    assert store.stats().all_time.not_helpful == 1  # the member's own vote only
+
+
+async def test_an_unwritable_database_still_answers_the_member(
+    bot: Application, telegram: FakeTelegram, store: Store
+) -> None:
+    telegram.send_text(MEMBER, INSULINOMA)
+    [first] = await reply_to(telegram, MEMBER)
+    store._conn.execute("PRAGMA query_only = ON")  # every write now fails: "readonly database"
+    telegram.send_text(MEMBER, INSULINOMA)
+    replies = await reply_to(telegram, MEMBER, 2)
+    assert replies[1]["text"] == first["text"] and "reply_markup" not in replies[1]  # nothing to vote on
+    telegram.press_button(MEMBER, first, buttons(first)[0]["callback_data"])
+    [answered] = await telegram.wait_for("answerCallbackQuery")
+    assert answered.params.get("text") == formatting.VOTE_UNKNOWN
+    await asyncio.sleep(0.2)
+    assert len(await reply_to(telegram, MEMBER)) == 2  # no apology followed
 
 
 async def test_same_vote_twice_is_answered_without_an_error(

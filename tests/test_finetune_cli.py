@@ -96,6 +96,7 @@ def test_check_human_output_lists_rejections(tmp_path: Path, model_dir: Path) ->
         (b'{"data": [', "invalid JSON at line 1"),
         ('{"data": [{"title": "Caf\xe9"}]}'.encode("latin-1"), "not UTF-8 text"),
         (b"[1, 2]", "not a SQuAD file"),
+        (b"[" * 200_000, "JSON nested too deeply"),
     ],
 )
 def test_check_file_errors_exit_1_with_one_line(tmp_path: Path, content: bytes, fragment: str) -> None:
@@ -197,6 +198,10 @@ def test_train_bad_options_exit_1(tmp_path: Path) -> None:
     _assert_one_line_error(bad_precision, "precision must be one of")
     missing_model = _invoke("train", "--data", data, "--output", tmp_path / "o", "--base-model", "./nowhere")
     _assert_one_line_error(missing_model, "does not exist")
+    for epochs in ("nan", "inf", "-1"):  # refused before any model or data loads
+        bad_epochs = _invoke("train", "--data", data, "--output", tmp_path / "o", "--base-model", "./nowhere",
+                             "--epochs", epochs)  # fmt: skip
+        _assert_one_line_error(bad_epochs, "epochs must be a positive number")
     missing_data = _invoke("train", "--data", tmp_path / "none.json", "--output", tmp_path / "o")
     _assert_one_line_error(missing_data, "no such file")
     assert not (tmp_path / "o").exists()

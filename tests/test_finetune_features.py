@@ -9,8 +9,10 @@ from finetune.features import (
     NO_OFFSET,
     WindowSettings,
     count_multi_window,
+    fit_questions,
     prepare_eval_features,
     prepare_train_features,
+    question_token_limit,
 )
 from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
 from finetune.squad import GoldAnswer, SquadExample
@@ -128,3 +130,31 @@ def test_labels_decode_back_to_the_answer_through_the_span_decoder() -> None:
     (reading,) = decode_question([example.context], [logits], DecodeSettings())
     best = reading.best
     assert (best.text, best.start, best.end) == (answer, example.answers[0].start, example.answers[0].end)
+
+
+# A question of 999 characters (under the bot's 1,000) holds far more tokens than a window.
+PASTED_QUESTION = ("a1c " * 250)[:999]
+
+
+@pytest.mark.parametrize("settings", [SMALL_WINDOWS, WindowSettings(48, 16), WindowSettings(24, 16)])
+def test_a_question_longer_than_the_window_is_cut_not_an_error(settings: WindowSettings) -> None:
+    tokenizer = make_tokenizer()
+    limit = question_token_limit(tokenizer, settings)
+    assert 1 <= limit <= settings.max_seq_length // 2
+    (fitted,), cut = fit_questions(tokenizer, [PASTED_QUESTION], settings)
+    assert cut == 1 and PASTED_QUESTION.startswith(fitted)
+    assert len(tokenizer(fitted, add_special_tokens=False)["input_ids"]) == limit
+    windows = prepare_eval_features(tokenizer, [PASTED_QUESTION], [LONG_CONTEXT], settings)
+    assert windows and all(w.context_mask.any() for w in windows)  # every window reads some context
+    assert all(len(w.input_ids) <= settings.max_seq_length for w in windows)
+    example = _example("a hormone", question=PASTED_QUESTION)
+    assert prepare_train_features(tokenizer, [example], settings)
+    assert count_multi_window(tokenizer, [PASTED_QUESTION], [LONG_CONTEXT], settings) == 1
+
+
+def test_questions_that_fit_are_left_as_they_are() -> None:
+    tokenizer = make_tokenizer()
+    questions = ["  What is insulin?", "How often should feet be checked?"]
+    assert fit_questions(tokenizer, questions, SMALL_WINDOWS) == (
+        ["What is insulin?", "How often should feet be checked?"], 0
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from finetune import inference
-from finetune.reader import Reader, ReaderNotReadyError
+from finetune.reader import ModelLoadError, Reader, ReaderNotReadyError
 from tests.finetune_fixtures import CONTEXT_A1C, CONTEXT_FOOT, CONTEXT_INSULIN, make_model_dir
 
 CONTEXTS = [CONTEXT_INSULIN, CONTEXT_A1C * 4, CONTEXT_FOOT]  # the second needs several windows at 32 tokens
@@ -128,3 +129,24 @@ def test_num_threads_is_applied_at_warm_up(model_dir: Path) -> None:
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="num_threads must be at least 1"):
         Reader(model_dir, num_threads=0)
+
+
+def test_a_question_too_long_for_the_window_is_read_by_its_start_and_counted(model_dir: Path) -> None:
+    reader = _reader(model_dir)
+    readings = reader.read(("what is insulin " * 70)[:999], CONTEXTS)
+    assert len(readings) == len(CONTEXTS) and reader.questions_cut == 1
+    reader.read(QUESTION, CONTEXTS)
+    assert reader.questions_cut == 1
+
+
+@pytest.mark.parametrize(
+    "weights", [b"", b"\x10\x00\x00\x00\x00\x00\x00\x00{}", bytes(range(256)) * 20, "truncated"]
+)
+def test_garbage_weights_are_a_one_line_model_load_error(model_dir: Path, tmp_path: Path, weights) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    path = broken / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-100] if weights == "truncated" else weights)
+    with pytest.raises(ModelLoadError, match=f"model files in {broken} are broken") as caught:
+        Reader(broken, device="cpu").warm_up()
+    assert "\n" not in str(caught.value)

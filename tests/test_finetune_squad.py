@@ -95,6 +95,15 @@ def test_v2_unanswerable_questions_and_annotation_tool_extras() -> None:
             "is not at answer_start 11",
         ),  # in the context, but far from its offset: not repaired
         ({"id": "x", "question": "What?", "answers": "a hormone"}, "field 'answers' is str"),
+        # Negative offsets are refused, not "repaired" to an occurrence found from the far end.
+        (
+            {"id": "x", "question": "What?", "answers": [{"text": "pancreas", "answer_start": -60}]},
+            "answer_start -60 is negative",
+        ),
+        (
+            {"id": "x", "question": "What?", "answers": [{"text": "Insulin", "answer_start": -1}]},
+            "answer_start -1 is negative",
+        ),
     ],
 )
 def test_rejects_bad_questions_with_file_title_and_id(qa: dict, reason: str) -> None:
@@ -184,6 +193,15 @@ def test_truncated_json_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(
         SquadFormatError, match=r"cut.json: invalid JSON at line 1 column \d+: .*truncated"
     ) as e:
+        load_squad([path])
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["[" * 200_000, '{"data": ' * 50_000])
+def test_absurdly_nested_json_is_a_one_line_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "nested.json"
+    path.write_text(text)
+    with pytest.raises(SquadFormatError, match="nested.json: JSON nested too deeply") as e:
         load_squad([path])
     assert "\n" not in str(e.value)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,20 @@ def test_an_existing_output_is_kept_unless_overwrite(tmp_path: Path, base_model:
     assert _leftovers(config.output.parent) == []
 
 
+def test_leftovers_of_interrupted_runs_are_removed(tmp_path: Path, base_model: Path) -> None:
+    config = _config(tmp_path, base_model, epochs=1, overwrite=True)
+    parent = config.output.parent
+    parent.mkdir(parents=True)
+    for name in (".model.old", ".model.k2x_9abq"):  # a swapped-out output; a killed run's temp folder
+        (parent / name).mkdir()
+        (parent / name / "model.safetensors").write_bytes(b"87 MB of weights")
+    (parent / ".model.work-notes").write_text("not ours to delete")
+    config.output.write_text("an output that is a file, replaced by --overwrite")
+    train(config)
+    assert (config.output / "model.safetensors").is_file()
+    assert _leftovers(parent) == [".model.work-notes"]
+
+
 def test_resume_continues_from_the_last_checkpoint(
     tmp_path: Path, base_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,6 +146,33 @@ def test_resume_continues_from_the_last_checkpoint(
     # epochs 1-2 come from the checkpoint's state, only epoch 3 was trained again
     assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0, 3.0]
     assert result.epochs == 3.0
+
+
+def test_resume_skips_checkpoints_a_kill_left_half_saved(
+    tmp_path: Path, base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, base_model, epochs=2)
+    real_write = train_module.write_output
+    monkeypatch.setattr(train_module, "write_output", _raise_keyboard_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    last = max(config.work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    steps = int(last.name.split("-")[1])
+    # Killed mid-save: one checkpoint has no trainer state yet, a later one has cut weights.
+    no_state = shutil.copytree(last, config.work_dir / f"checkpoint-{steps + 1}")
+    (no_state / "trainer_state.json").unlink()
+    cut = shutil.copytree(last, config.work_dir / f"checkpoint-{steps + 2}")
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+
+    monkeypatch.setattr(train_module, "write_output", real_write)
+    result = train(dataclasses.replace(config, epochs=3, resume=True))
+    metrics = json.loads((config.output / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0, 3.0] and result.epochs == 3.0
+
+
+def _raise_keyboard_interrupt(*args, **kwargs):
+    raise KeyboardInterrupt  # stands in for a kill after the last epoch's checkpoint
 
 
 def test_load_splits_samples_and_holds_out_contexts(tmp_path: Path, base_model: Path) -> None:
@@ -184,7 +226,11 @@ def test_training_arguments_follow_the_installed_transformers(monkeypatch: pytes
         ({"data": ()}, "at least one --data file"),
         ({"precision": "int4"}, "precision must be one of"),
         ({"save_dtype": "bfloat16"}, "save_dtype must be one of"),
-        ({"batch_size": 0}, "batch_size must be positive"),
+        ({"batch_size": 0}, "batch_size must be a positive number"),
+        ({"epochs": float("nan")}, "epochs must be a positive number, got nan"),
+        ({"epochs": float("inf")}, "epochs must be a positive number, got inf"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a positive number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a number >= 0"),
         ({"max_train_examples": 0}, "max_train_examples must be at least 1"),
         ({"dev": None, "dev_fraction": 1.0}, "dev_fraction must be between 0 and 1"),
         ({"warmup_ratio": 1.0}, "warmup_ratio must be in"),

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from retrieval import __version__
 from retrieval.cli import app
+from retrieval.manifest import FORMAT_VERSION
 from tests.retrieval_fixtures import INDEXED, SKIPPED, write_corpus
 
 runner = CliRunner()
@@ -21,7 +22,9 @@ runner = CliRunner()
 def index_dir(tmp_path: Path) -> Path:
     docs = write_corpus(tmp_path / "docs")
     # BM25 only: these tests are about the CLI, not the encoder (tests/test_retrieval_dense.py is).
-    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "index"), "--no-dense", "--json"])
+    result = runner.invoke(
+        app, ["index", str(docs), "--index", str(tmp_path / "index"), "--no-dense", "--json"]
+    )
     assert result.exit_code == 0, result.output
     return tmp_path / "index"
 
@@ -97,9 +100,15 @@ def test_stats(index_dir: Path) -> None:
         (["index", "{tmp}", "--index", "{tmp}/ix", "--synonyms", "{tmp}/syn.txt"], "syn.txt"),
         (["index", "{tmp}", "--index", "{tmp}/ix", "--max-words", "5"], "max_words (5) must be >="),
         (["index", "{tmp}", "--index", "{tmp}/ix", "--variant", "bm99"], "variant must be one of"),
+        (["index", "{docs}", "--index", "{tmp}/a-file/sub"], "{tmp}/a-file is a file, not a folder"),
+        (["index", "{docs}", "--index", "/proc/helpline-x"], "cannot create the index /proc/helpline-x"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_1(tmp_path: Path, args: list[str], message: str) -> None:
+    write_corpus(tmp_path / "docs")
+    (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
+    args = [a.replace("{docs}", str(tmp_path / "docs")) for a in args]
+    message = message.replace("{tmp}", str(tmp_path))
     result = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert result.exit_code == 1
     assert message in result.stderr
@@ -111,3 +120,24 @@ def test_version_and_help() -> None:
     for command in ("index", "search", "stats"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_file_names_in_the_human_output_are_quoted(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    (docs / "x.exe\nskipped pumps.md: forged").write_bytes(b"MZ")
+    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "ix"), "--no-dense"])
+    assert result.exit_code == 0
+    assert "skipped 'x.exe\\nskipped pumps.md: forged': unsupported" in result.stdout
+    assert not any(line.startswith("skipped pumps.md") for line in result.stdout.splitlines())
+
+
+def test_an_index_of_another_version_is_named_when_replaced(index_dir: Path, tmp_path: Path) -> None:
+    manifest = index_dir / "manifest.json"
+    current = f'"format_version": {FORMAT_VERSION}'
+    manifest.write_text(manifest.read_text().replace(current, '"format_version": 7'))
+    docs = tmp_path / "docs"
+    result = runner.invoke(app, ["index", str(docs), "--index", str(index_dir), "--no-dense"])
+    assert result.exit_code == 0
+    (line,) = [line for line in result.stdout.splitlines() if "kept at" in line]
+    kept = Path(line.rsplit("kept at ", 1)[1])
+    assert json.loads((kept / "manifest.json").read_text())["format_version"] == 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import time
 from pathlib import Path
 
@@ -205,3 +206,31 @@ def test_the_bundled_documents_index_in_seconds(tmp_path: Path) -> None:
     assert report.documents == 106 and report.skipped == [] and len(index) > 500
     assert elapsed < 10, elapsed
     assert "hypoglycemia" in index.search("low blood sugar", top_k=1)[0].passage.text.lower()
+
+
+def test_a_file_name_that_is_not_utf8_does_not_stop_the_index(docs: Path, tmp_path: Path) -> None:
+    Path(os.fsdecode(bytes(docs) + b"/bad-\xff.md")).write_text("# Bad\n\nInsulin text.", encoding="utf-8")
+    report = build_index(docs, tmp_path / "index")
+    assert report.documents == len(INDEXED)
+    assert "bad-\\xff.md" in {s.path for s in load_index(tmp_path / "index").manifest.skipped}
+
+
+@pytest.mark.parametrize("where", ["{file}/sub", "{file}/a/b", "/proc/helpline-index"])
+def test_an_index_that_cannot_be_created_is_a_build_error(docs: Path, tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    index_dir = Path(where.replace("{file}", str(tmp_path / "file")))
+    with pytest.raises(RetrievalError, match=f"cannot create the index {index_dir}"):
+        build_index(docs, index_dir)
+
+
+def test_an_index_of_another_version_is_replaced_and_kept_aside(built: Path, docs: Path) -> None:
+    _edit_manifest(built, format_version=99)
+    old_folder = built.resolve()
+    report = build_index(docs, built)
+    assert load_index(built)  # the new one serves
+    kept = Path(report.kept_old_index)
+    assert kept.parent == built.parent and "v99" in kept.name and not old_folder.exists()
+    assert json.loads((kept / MANIFEST).read_text(encoding="utf-8"))["format_version"] == 99
+    build_index(docs, built)  # later rebuilds clean up old generations, never the kept one
+    assert kept.is_dir()
+    assert build_index(docs, built).kept_old_index is None
