@@ -25,8 +25,10 @@ import typer
 from pydantic import ValidationError
 
 from bot import __version__
+from bot.answer import Answer
 from bot.config import Settings
-from bot.engine import Answer, AnswerEngine
+from bot.engine import AnswerEngine
+from bot.errors import ModelDirError
 from bot.store import Store
 from retrieval import IndexLoadError, build_index
 
@@ -100,8 +102,11 @@ def check_token(settings: Settings) -> None:
 
 
 def check_model(settings: Settings) -> None:
-    """Stop when neither ``model_dir`` nor the shipped reader holds a model."""
-    served = settings.served_model_dir()
+    """Stop when a configured ``model_dir`` holds no model, or the default falls back to a missing reader."""
+    try:
+        served = settings.served_model_dir()
+    except ModelDirError as e:
+        raise _fail(str(e)) from None
     if not (served / "config.json").is_file():
         raise _fail(
             f"no reader model in {settings.model_dir} (HELPLINE_MODEL_DIR or --model-dir) nor in {served}: "
@@ -128,7 +133,7 @@ def check_webhook_url(url: str) -> None:
 
 def make_engine(settings: Settings) -> AnswerEngine:
     """The answer engine for ``settings`` (tests replace this to serve a fake reader)."""
-    return AnswerEngine(settings)
+    return AnswerEngine.from_settings(settings)
 
 
 def ready_engine(settings: Settings) -> AnswerEngine:
@@ -174,7 +179,7 @@ def run(
     logger.info("token accepted: this is @%s", username)
     engine = ready_engine(settings)
     try:
-        store = Store(settings)
+        store = Store.from_settings(settings)
     except (sqlite3.Error, OSError) as e:
         raise _fail(f"cannot open the database {settings.db_path} (HELPLINE_DB): {e}") from None
     try:
@@ -274,7 +279,7 @@ def export_feedback_command(
             f"no database at {settings.db_path} (HELPLINE_DB or --db): the bot has logged nothing yet"
         )
     try:
-        store = Store(settings)
+        store = Store.from_settings(settings)
         try:
             report = export_feedback(store, out, since_key)
         finally:

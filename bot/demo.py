@@ -133,7 +133,7 @@ def main() -> None:
 
     step("3. Members ask")
     started = time.perf_counter()
-    engine = AnswerEngine(settings)
+    engine = AnswerEngine.from_settings(settings)
     engine.warm_up()
     console.print(f"[dim]model and index loaded in {time.perf_counter() - started:.1f} s")
     ask_all(engine, SAMPLE_QUESTIONS + (UNANSWERABLE_QUESTION,))

@@ -290,9 +290,9 @@ async def reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
 
     def work() -> str:
-        model_dir = svc.settings.served_model_dir()
-        svc.engine.reload(model_dir=model_dir)
-        return f"Reloaded: now serving the model in {model_dir} and the index in {svc.settings.index_dir}."
+        svc.engine.reload()
+        engine = svc.engine
+        return f"Reloaded: now serving the model in {engine.model_dir} and the index in {engine.index_dir}."
 
     await _run_admin(update, context, "reload", work)
 

