@@ -28,8 +28,9 @@ from bot import __version__
 from bot.answer import Answer
 from bot.config import Settings
 from bot.engine import AnswerEngine
-from bot.errors import ModelDirError
+from bot.errors import BadInputError, ModelDirError
 from bot.store import Store
+from finetune.errors import FinetuneError
 from retrieval import IndexLoadError, build_index
 
 logger = logging.getLogger(__name__)
@@ -145,10 +146,10 @@ def ready_engine(settings: Settings) -> AnswerEngine:
         engine.warm_up()
     except IndexLoadError as e:
         raise _fail(f"HELPLINE_INDEX_DIR: {e}") from None
-    except (OSError, ValueError) as e:
-        raise _fail(
-            f"cannot load the reader from {settings.served_model_dir()} (HELPLINE_MODEL_DIR): {e}"
-        ) from None
+    except ModelDirError as e:
+        raise _fail(str(e)) from None
+    except FinetuneError as e:  # the reader's own user errors (a broken model, a bad reader_config.json)
+        raise _fail(f"cannot load the reader (HELPLINE_MODEL_DIR): {e}") from None
     return engine
 
 
@@ -272,7 +273,7 @@ def export_feedback_command(
     settings = load_settings(db_path=db)
     try:
         since_key = parse_since(since) if since is not None else None
-    except ValueError as e:
+    except BadInputError as e:
         raise _fail(str(e)) from None
     if not settings.db_path.is_file():
         raise _fail(

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     fusion_mu: float = Field(0.9, ge=0.0, le=1.0, alias="HELPLINE_FUSION_MU")
     # Below this confidence the bot says the documents do not answer the question.
     min_confidence: float = Field(0.81, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
-    max_answer_tokens: int = Field(30, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
+    # The longest answer span; None keeps the served model's own (its reader_config.json).
+    max_answer_tokens: int | None = Field(None, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
     # BM25 scores are unbounded; score / (score + bm25_half_score) maps them into [0, 1), and a
     # passage whose BM25 score equals bm25_half_score counts as a half-certain match. (On the bundled
     # documents the best passage of a data/diabetes-qa dev question scores 9-24, median 13.)

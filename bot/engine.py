@@ -57,7 +57,7 @@ class EngineConfig:
         docs_dir: the documents ``reindex()`` reads.
         fusion: the fusion knobs and the answer threshold.
         top_k: passages retrieved and read per question.
-        max_answer_tokens: the longest answer span, in tokens.
+        max_answer_tokens: the longest answer span, in tokens (None: the model's reader_config.json).
         reader_threads: torch CPU threads for the reader (0: torch's default).
     """
 
@@ -67,7 +67,7 @@ class EngineConfig:
     docs_dir: Path
     fusion: Fusion
     top_k: int
-    max_answer_tokens: int
+    max_answer_tokens: int | None
     reader_threads: int
 
     @classmethod

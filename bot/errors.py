@@ -7,5 +7,9 @@ class BotError(Exception):
     """Base class of the bot's user errors: the CLIs print the message and exit 1, no traceback."""
 
 
+class BadInputError(BotError, ValueError):
+    """A command-line value the bot cannot use (the message names it)."""
+
+
 class ModelDirError(BotError):
     """The configured model directory holds no model (the message names the path)."""

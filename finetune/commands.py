@@ -9,15 +9,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune.features import WindowSettings, count_multi_window
+from finetune.atomic import write_json_atomic
+from finetune.errors import ConfigError, FileAccessError
+from finetune.features import count_multi_window
 from finetune.models import ModelNotFoundError, resolve_model_ref
-from finetune.squad import load_squad, read_json, sample_examples, split_articles, write_json_atomic
+from finetune.reader_config import ReaderConfig
+from finetune.squad import SquadFormatError, load_squad, read_json, sample_examples, split_articles
 
 logger = logging.getLogger(__name__)
 
 
 def check_files(
-    files: list[Path], tokenizer_ref: str, max_seq_length: int = 384, doc_stride: int = 128
+    files: list[Path],
+    tokenizer_ref: str,
+    max_seq_length: int = ReaderConfig.max_seq_length,
+    doc_stride: int = ReaderConfig.doc_stride,
 ) -> dict[str, Any]:
     """Validate SQuAD files and count the questions whose context needs more than one window.
 
@@ -44,7 +50,7 @@ def check_files(
     examples = data.examples
     summary["multi_window"] = count_multi_window(
         tokenizer, [e.question for e in examples], [e.context for e in examples],
-        WindowSettings(max_seq_length, doc_stride),
+        ReaderConfig(max_seq_length=max_seq_length, doc_stride=doc_stride).windows,
     )  # fmt: skip
     return summary
 
@@ -63,8 +69,8 @@ def evaluate_model(
     predictions_out: Path | None = None,
     batch_size: int = 64,
     device: str | None = None,
-    max_seq_length: int = 384,
-    doc_stride: int = 128,
+    max_seq_length: int | None = None,
+    doc_stride: int | None = None,
     seed: int = 42,
     precision: str = "auto",
 ) -> dict[str, Any]:
@@ -77,8 +83,8 @@ def evaluate_model(
         predictions_out: where to write ``{id: answer}`` JSON (None: nowhere).
         batch_size: windows per forward pass.
         device: cpu/cuda (None: best available).
-        max_seq_length: tokens per window.
-        doc_stride: window overlap.
+        max_seq_length: tokens per window (None: the model's ``reader_config.json``).
+        doc_stride: window overlap (None: the model's).
         seed: the sampling seed.
         precision: autocast precision (``auto``, ``fp32``, ``bf16``, ``fp16``).
 
@@ -91,7 +97,7 @@ def evaluate_model(
 
     examples = sample_examples(load_squad([data_file]).examples, limit, seed)
     if not examples:
-        raise ValueError(f"{data_file}: no usable questions to evaluate")
+        raise SquadFormatError(f"{data_file}: no usable questions to evaluate")
     reader = Reader(
         model_dir, device=device, max_seq_length=max_seq_length, doc_stride=doc_stride, batch_size=batch_size,
         precision=precision,
@@ -116,7 +122,7 @@ def evaluate_model(
         data=str(data_file),
     )
     if predictions_out is not None:
-        write_json_atomic(predictions_out, predictions)
+        _write_json(predictions_out, predictions)
     return scores
 
 
@@ -127,16 +133,24 @@ def split_file(path: Path, dev_articles: int, seed: int, train_out: Path, dev_ou
         ``{"train_articles", "dev_articles", "train_questions", "dev_questions"}``.
     """
     if train_out.resolve() == dev_out.resolve():
-        raise ValueError(f"--train-out and --dev-out are the same file: {train_out}")
+        raise ConfigError(f"--train-out and --dev-out are the same file: {train_out}")
     train, dev = split_articles(read_json(path), str(path), dev_articles, seed)
-    write_json_atomic(train_out, train)
-    write_json_atomic(dev_out, dev)
+    _write_json(train_out, train)
+    _write_json(dev_out, dev)
     return {
         "train_articles": len(train["data"]),
         "dev_articles": len(dev["data"]),
         "train_questions": _count_questions(train),
         "dev_questions": _count_questions(dev),
     }
+
+
+def _write_json(path: Path, document: object) -> None:
+    """``write_json_atomic``, with an unwritable destination as a user error naming it."""
+    try:
+        write_json_atomic(path, document)
+    except OSError as e:
+        raise FileAccessError(f"{path}: cannot write it ({e.strerror or e})") from None
 
 
 def _count_questions(document: dict[str, Any]) -> int:

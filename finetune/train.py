@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,9 +32,11 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from finetune.atomic import make_temp_dir, replace_dir
 from finetune.config import TrainConfig
+from finetune.errors import FinetuneError
 from finetune.evaluation import EvalSet, build_eval_set, predict_answers, score_predictions
-from finetune.features import TrainFeature, WindowSettings, prepare_train_features
+from finetune.features import TrainFeature, prepare_train_features
 from finetune.inference import autocast_dtype, cpu_supports_bf16
 from finetune.models import resolve_model_ref
 from finetune.postprocess import DecodeSettings
@@ -52,7 +53,7 @@ GPU_PAD_MULTIPLE = 8
 MAX_WORKERS = 8
 
 
-class TrainingError(RuntimeError):
+class TrainingError(FinetuneError, RuntimeError):
     """Training cannot start or finish (the message says why)."""
 
 
@@ -336,7 +337,7 @@ def _tokenize(
     config: TrainConfig,
 ) -> tuple[list[TrainFeature], EvalSet]:
     """Training windows with labels, and the dev set's windows."""
-    windows = WindowSettings(config.max_seq_length, config.doc_stride)
+    windows = config.reader_config().windows
     features = prepare_train_features(tokenizer, train_examples, windows)
     dev_set = build_eval_set(tokenizer, dev_examples, windows)
     logger.info(
@@ -364,7 +365,7 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         squad_eval=dev_set,
-        decode=DecodeSettings(config.n_best_size, config.max_answer_length),
+        decode=config.reader_config().decode,
         pad_id=tokenizer.pad_token_id or 0,
     )
 
@@ -419,13 +420,13 @@ def write_output(
     config: TrainConfig, model: Any, tokenizer: Any, result: TrainResult, details: dict[str, Any]
 ) -> None:
     """Write model, tokenizer, metrics.json, curve and card to a temp dir, then rename it into place."""
-    config.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config.output.name}.", dir=config.output.parent))
+    tmp = make_temp_dir(config.output)
     try:
         if config.save_dtype == "float16":
             model = model.to(torch.float16)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        config.reader_config().save(tmp)  # served with the windows it was trained and evaluated with
         metrics = {
             **result.to_json(),
             **details,
@@ -437,32 +438,10 @@ def write_output(
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_training_curve(details["history"], tmp / "training_curve.png")
         write_model_card(metrics, tmp / "README.md")
-        _make_readable(tmp)
-        _replace_dir(tmp, config.output)
+        replace_dir(tmp, config.output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _make_readable(folder: Path) -> None:
-    """Give the temp dir (mkdtemp makes it 0700) and its files the modes the umask allows."""
-    mask = os.umask(0)
-    os.umask(mask)
-    folder.chmod(0o777 & ~mask)
-    for path in folder.iterdir():
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing target is swapped out first and removed after."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _transformers_version() -> str:

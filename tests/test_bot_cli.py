@@ -286,3 +286,18 @@ async def test_bot_run_with_a_token_telegram_rejects(tmp_path: Path) -> None:
     assert process.returncode == 1
     assert "Telegram rejected TELEGRAM_BOT_TOKEN" in stderr
     assert bad not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.usefixtures("indexed")
+def test_a_bug_while_loading_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    bug = ValueError("a bug in the reader")
+
+    class BrokenEngine:
+        def warm_up(self) -> None:
+            raise bug
+
+    monkeypatch.setattr(cli, "check_model", lambda settings: None)
+    monkeypatch.setattr(cli, "make_engine", lambda settings: BrokenEngine())
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
+    assert result.exception is bug
+    assert "cannot load the reader" not in result.stderr

@@ -10,6 +10,8 @@ import pytest
 
 from finetune import train as train_module
 from finetune.config import TrainConfig
+from finetune.reader import Reader
+from finetune.reader_config import ReaderConfig
 from finetune.train import TrainingError, epoch_history, load_splits, train
 from tests.finetune_fixtures import make_model_dir, squad_document, write_json
 
@@ -63,6 +65,9 @@ def test_train_writes_a_complete_model_directory(tmp_path: Path, base_model: Pat
     assert metrics["best_dev"]["f1"] == max(h["f1"] for h in metrics["history"])
     assert metrics["dev_examples"] == 5 and metrics["hardware"] and metrics["precision"] == "fp32"
     assert metrics["settings"]["max_seq_length"] == 48
+    # the reader serves the model with the windows it was trained with, not the defaults
+    assert ReaderConfig.load(out) == config.reader_config() and ReaderConfig.load(out).max_seq_length == 48
+    assert Reader(out, device="cpu").windows == config.reader_config().windows
     card = (out / "README.md").read_text()
     assert str(base_model) in card and "train.json" in card and "F1" in card
     assert not config.work_dir.exists()  # checkpoints removed after success
