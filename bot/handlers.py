@@ -55,6 +55,12 @@ class MemberRateLimiter:
         self.window_s = window_s
         self._clock = clock
         self._asked: defaultdict[int, deque[float]] = defaultdict(deque)
+        self._next_sweep = clock() + window_s
+
+    @property
+    def tracked_members(self) -> int:
+        """Members with a question inside the window (or not yet swept out)."""
+        return len(self._asked)
 
     def wait_time(self, member_id: int) -> float:
         """Record a question if the member is within the limit.
@@ -66,6 +72,7 @@ class MemberRateLimiter:
             0.0 when the question may go ahead (and is counted), else seconds until it may.
         """
         now = self._clock()
+        self._sweep(now)
         asked = self._asked[member_id]
         while asked and asked[0] <= now - self.window_s:
             asked.popleft()
@@ -73,6 +80,16 @@ class MemberRateLimiter:
             return asked[0] + self.window_s - now
         asked.append(now)
         return 0.0
+
+    def _sweep(self, now: float) -> None:
+        """Forget members whose questions have all left the window (at most once a window: O(1) amortised)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.window_s
+        horizon = now - self.window_s
+        idle = [member for member, asked in self._asked.items() if not asked or asked[-1] <= horizon]
+        for member in idle:
+            del self._asked[member]
 
 
 @dataclass
