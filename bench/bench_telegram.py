@@ -1,13 +1,13 @@
 """Throughput of the whole Telegram path with 1, 4 and 16 members asking at once.
 
 Each member is a closed loop: send a question, wait for the bot's answer, send the next. Questions go
-through real HTTP: the fake Bot API server from tests/fake_telegram.py -> long polling -> handlers ->
+through real HTTP: the fake Bot API server from bot/testing/fake_telegram.py -> long polling -> handlers ->
 answer engine in worker threads -> sendMessage back. The fake server and the bot share this process
 (and its CPU), as a local Bot API server would share a small host.
 
 The engine is the real one (``settings.served_model_dir()`` + the index in HELPLINE_INDEX_DIR, or one
 built from HELPLINE_DOCS_DIR into a temporary folder) when a model exists; otherwise the script says so
-and serves the FakeReader from tests/bot_fakes.py, which measures the Telegram plumbing alone.
+and serves the FakeReader from bot/testing/fakes.py, which measures the Telegram plumbing alone.
 Questions are the dev questions of data/diabetes-qa. The per-member rate limit is lifted (members here
 ask far more than 10 a minute); Telegram's flood limit (AIORateLimiter, 30 requests/s) stays on unless
 ``--no-flood-limit``: every answer costs two requests (typing action + message).
@@ -30,16 +30,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the fake server and the fakes live in tests/, which is not installed
+from bot.config import Settings
+from bot.engine import AnswerEngine
+from bot.errors import ModelDirError
+from bot.store import Store
+from bot.testing.fake_telegram import FakeTelegram
+from bot.testing.fakes import FakeIndex, FakeReader
+from bot.testing.running import running_bot
+from retrieval import build_index, load_index
 
-from bot.config import Settings  # noqa: E402
-from bot.engine import AnswerEngine  # noqa: E402
-from bot.errors import ModelDirError  # noqa: E402
-from bot.store import Store  # noqa: E402
-from retrieval import build_index, load_index  # noqa: E402
-from tests.bot_fakes import FakeIndex, FakeReader, running_bot  # noqa: E402
-from tests.fake_telegram import FakeTelegram  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEV_QUESTIONS = ROOT / "data" / "diabetes-qa" / "dev.json"
 UNLIMITED_PER_MEMBER = 1_000_000

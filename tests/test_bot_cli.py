@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from bot import cli
 from bot.config import SHIPPED_MODEL_DIR
 from bot.engine import AnswerEngine
+from bot.testing.fake_telegram import FakeTelegram
 from retrieval import build_index
 from tests.bot_fakes import CORPUS, FakeReader, free_port, write_corpus_docs
-from tests.fake_telegram import FakeTelegram
 
 BOT = Path(sys.executable).parent / "bot"
 ASK_KEYS = ["answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms"]

@@ -20,6 +20,7 @@ from bot import formatting
 from bot.config import Settings
 from bot.engine import AnswerEngine
 from bot.store import Store
+from bot.testing.fake_telegram import GROUP_CHAT_ID, SECRET_HEADER, FakeTelegram
 from retrieval import build_index
 from tests.bot_fakes import (
     CORPUS,
@@ -29,7 +30,6 @@ from tests.bot_fakes import (
     write_corpus_docs,
     write_fake_model,
 )
-from tests.fake_telegram import GROUP_CHAT_ID, SECRET_HEADER, FakeTelegram
 
 ADMIN = 1
 MEMBER = 11

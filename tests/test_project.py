@@ -19,8 +19,8 @@ FORBIDDEN = {
     "retrieval": {"torch", "transformers", "telegram", "bot", "finetune"},
     "finetune": {"bot", "retrieval", "telegram"},
 }
-# Inside bot, only these modules talk to Telegram.
-TELEGRAM_MODULES = {"app.py", "handlers.py", "formatting.py"}
+# Inside bot, only these modules talk to Telegram (testing/running.py runs the app for tests and bench).
+TELEGRAM_MODULES = {"app.py", "handlers.py", "formatting.py", "testing/running.py"}
 
 
 def imported_top_levels(path: Path) -> set[str]:
@@ -45,9 +45,24 @@ def test_package_boundaries(package: str) -> None:
 
 def test_only_bot_ui_modules_import_telegram() -> None:
     importers = {
-        path.name for path in (ROOT / "bot").rglob("*.py") if "telegram" in imported_top_levels(path)
+        path.relative_to(ROOT / "bot").as_posix()
+        for path in (ROOT / "bot").rglob("*.py")
+        if "telegram" in imported_top_levels(path)
     }
     assert importers <= TELEGRAM_MODULES, importers - TELEGRAM_MODULES
+
+
+def test_benchmarks_stand_on_the_project_not_on_the_tests() -> None:
+    offenders = {
+        path.name for path in (ROOT / "bench").rglob("*.py") if "tests" in imported_top_levels(path)
+    }
+    assert offenders == set()
+
+
+def test_the_bot_itself_never_imports_its_test_doubles() -> None:
+    for path in (ROOT / "bot").rglob("*.py"):
+        if "testing" not in path.relative_to(ROOT / "bot").parts:
+            assert "bot.testing" not in path.read_text(encoding="utf-8"), path
 
 
 def test_bot_never_imports_the_training_side() -> None:
