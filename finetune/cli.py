@@ -105,16 +105,15 @@ def check(
     from finetune.commands import check_files  # noqa: PLC0415 - keeps --help fast
 
     with user_errors():
-        summary = check_files(files, tokenizer, max_seq_length, doc_stride)
-    rejected = summary["rejected"]
-    s = summary
+        report = check_files(files, tokenizer, max_seq_length, doc_stride)
+    s = report.squad
     human = (
-        f"{s['articles']} articles, {s['paragraphs']} paragraphs, {s['questions']} questions, "
-        f"{s['answers']} answers, {s['unanswerable']} unanswerable, {s['repaired']} repaired, "
-        f"{len(rejected)} rejected, {s['multi_window']} need more than one window"
+        f"{s.articles} articles, {s.paragraphs} paragraphs, {s.questions} questions, "
+        f"{s.answers} answers, {s.unanswerable} unanswerable, {s.repaired} repaired, "
+        f"{len(s.rejected)} rejected, {report.multi_window} need more than one window"
     )
-    human += "".join(f"\n  rejected {r['id']}: {r['reason']}" for r in rejected)
-    _emit(summary, as_json, human)
+    human += "".join(f"\n  rejected {r.id}: {r.reason}" for r in s.rejected)
+    _emit(report.to_json(), as_json, human)
 
 
 # The train options' defaults are TrainConfig's (a dataclass field's default is its class attribute).
@@ -250,10 +249,11 @@ def evaluate(
             model, data, limit=limit, predictions_out=predictions, batch_size=batch_size, device=device,
             max_seq_length=max_seq_length, doc_stride=doc_stride, seed=seed, precision=precision,
         )  # fmt: skip
-    human = f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  over {scores['n']} questions"
-    if "HasAns_f1" in scores:
-        human += f"  (HasAns F1 {scores['HasAns_f1']:.2f}, NoAns F1 {scores['NoAns_f1']:.2f})"
-    _emit(scores, as_json, human)
+    human = f"EM {scores.exact_match:.2f}  F1 {scores.f1:.2f}  over {scores.n} questions"
+    split_scores = scores.breakdown
+    if "HasAns_f1" in split_scores:
+        human += f"  (HasAns F1 {split_scores['HasAns_f1']:.2f}, NoAns F1 {split_scores['NoAns_f1']:.2f})"
+    _emit(scores.to_json(), as_json, human)
 
 
 @app.command()
@@ -316,11 +316,10 @@ def split(
     with user_errors():
         summary = split_file(file, dev_articles, seed, train_out, dev_out)
     human = (
-        f"train: {summary['train_articles']} articles, {summary['train_questions']} questions"
-        f" -> {train_out}\n"
-        f"dev: {summary['dev_articles']} articles, {summary['dev_questions']} questions -> {dev_out}"
+        f"train: {summary.train_articles} articles, {summary.train_questions} questions -> {train_out}\n"
+        f"dev: {summary.dev_articles} articles, {summary.dev_questions} questions -> {dev_out}"
     )
-    _emit(summary, as_json, human)
+    _emit(summary.to_json(), as_json, human)
 
 
 if __name__ == "__main__":

@@ -257,3 +257,17 @@ def test_bad_values_are_still_one_line_errors(tmp_path: Path, model_dir: Path) -
     _assert_one_line_error(missing, str(tmp_path / "nope.txt"))
     bad_device = _invoke(*ask, "--context", "x", "--device", "gpu")
     _assert_one_line_error(bad_device, "'gpu' is not a device")
+
+
+def test_library_reports_are_typed_and_print_as_the_documented_json(tmp_path: Path) -> None:
+    from finetune.commands import CheckReport, SplitReport, check_files, split_file  # noqa: PLC0415
+
+    data = write_squad_file(tmp_path)
+    report = check_files([data], str(tmp_path / "no-tokenizer"))
+    assert isinstance(report, CheckReport) and report.squad.questions > 0 and report.multi_window is None
+    assert json.loads(_invoke("check", data, "--json", "--tokenizer", tmp_path / "no-tokenizer").stdout) == (
+        report.to_json()
+    )
+    split = split_file(write_squad_file(tmp_path, "two.json"), 1, 0, tmp_path / "t.json", tmp_path / "d.json")
+    assert isinstance(split, SplitReport)
+    assert set(split.to_json()) == {"train_articles", "dev_articles", "train_questions", "dev_questions"}
