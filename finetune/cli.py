@@ -116,6 +116,11 @@ def check(
     _emit(report.to_json(), as_json, human)
 
 
+def _advanced(help_text: str) -> Any:
+    """An option listed under the "Advanced" heading of ``--help``."""
+    return typer.Option(help=help_text, rich_help_panel=ADVANCED)
+
+
 # The train options' defaults are TrainConfig's (a dataclass field's default is its class attribute).
 TRAIN = TrainConfig
 
@@ -136,24 +141,12 @@ def train(
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = TRAIN.epochs,
     learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = TRAIN.learning_rate,
     batch_size: Annotated[int, typer.Option(help="Windows per device per step.")] = TRAIN.batch_size,
-    grad_accum: Annotated[
-        int, typer.Option(help="Gradient accumulation steps.", rich_help_panel=ADVANCED)
-    ] = TRAIN.grad_accum,
-    warmup_ratio: Annotated[
-        float, typer.Option(help="Warmup share of updates.", rich_help_panel=ADVANCED)
-    ] = TRAIN.warmup_ratio,
-    weight_decay: Annotated[
-        float, typer.Option(help="AdamW weight decay.", rich_help_panel=ADVANCED)
-    ] = TRAIN.weight_decay,
-    max_seq_length: Annotated[
-        int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)
-    ] = TRAIN.max_seq_length,
-    doc_stride: Annotated[
-        int, typer.Option(help="Window overlap in tokens.", rich_help_panel=ADVANCED)
-    ] = TRAIN.doc_stride,
-    max_answer_length: Annotated[
-        int, typer.Option(help="Longest answer in tokens.", rich_help_panel=ADVANCED)
-    ] = TRAIN.max_answer_length,
+    grad_accum: Annotated[int, _advanced("Gradient accumulation steps.")] = TRAIN.grad_accum,
+    warmup_ratio: Annotated[float, _advanced("Warmup share of updates.")] = TRAIN.warmup_ratio,
+    weight_decay: Annotated[float, _advanced("AdamW weight decay.")] = TRAIN.weight_decay,
+    max_seq_length: Annotated[int, _advanced("Tokens per window.")] = TRAIN.max_seq_length,
+    doc_stride: Annotated[int, _advanced("Window overlap in tokens.")] = TRAIN.doc_stride,
+    max_answer_length: Annotated[int, _advanced("Longest answer in tokens.")] = TRAIN.max_answer_length,
     max_train_examples: Annotated[
         int | None, typer.Option(help="Seeded random sample of N questions.")
     ] = TRAIN.max_train_examples,
@@ -164,10 +157,7 @@ def train(
         int, typer.Option(help="Seed for sampling, the split, init and data order.")
     ] = TRAIN.seed,
     early_stopping_patience: Annotated[
-        int,
-        typer.Option(
-            help="Epochs without better dev F1 before stopping (0: never).", rich_help_panel=ADVANCED
-        ),
+        int, _advanced("Epochs without better dev F1 before stopping (0: never).")
     ] = TRAIN.early_stopping_patience,
     resume: Annotated[
         bool, typer.Option(help="Continue from the last checkpoint in <output>.work/.")
@@ -175,21 +165,15 @@ def train(
     save_dtype: Annotated[
         str, typer.Option(help="float32, or float16 to ship a small model.")
     ] = TRAIN.save_dtype,
-    precision: Annotated[
-        str, typer.Option(help="auto, fp32, bf16 or fp16.", rich_help_panel=ADVANCED)
-    ] = TRAIN.precision,
-    eval_batch_size: Annotated[
-        int, typer.Option(help="Dev windows per pass.", rich_help_panel=ADVANCED)
-    ] = TRAIN.eval_batch_size,
+    precision: Annotated[str, _advanced("auto, fp32, bf16 or fp16.")] = TRAIN.precision,
+    eval_batch_size: Annotated[int, _advanced("Dev windows per pass.")] = TRAIN.eval_batch_size,
     dataloader_workers: Annotated[
-        int | None, typer.Option(help="DataLoader workers (default: by CPU count).", rich_help_panel=ADVANCED)
+        int | None, _advanced("DataLoader workers (default: by CPU count).")
     ] = TRAIN.dataloader_workers,
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing --output when training succeeds.")
     ] = TRAIN.overwrite,
-    keep_checkpoints: Annotated[
-        bool, typer.Option(help="Keep <output>.work/ after success.", rich_help_panel=ADVANCED)
-    ] = TRAIN.keep_checkpoints,
+    keep_checkpoints: Annotated[bool, _advanced("Keep <output>.work/ when done.")] = TRAIN.keep_checkpoints,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Fine-tune a QA reader on SQuAD-format data; keeps the epoch with the best dev F1."""
