@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -71,6 +72,15 @@ def main(
     ] = False,
 ) -> None:
     """The Helpline Telegram bot and its answer pipeline."""
+    quiet_model_loading()
+
+
+def quiet_model_loading() -> None:
+    """No "Loading weights" bar when the reader loads: transformers reads this before its first import."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    loaded = sys.modules.get("transformers.utils.logging")
+    if loaded is not None:  # imported already (in-process callers): the variable was read at import
+        loaded.disable_progress_bar()
 
 
 def _fail(message: str) -> typer.Exit:

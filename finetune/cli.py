@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from importlib import metadata
@@ -66,6 +67,8 @@ def main(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # matplotlib's font manager logs its font scan at INFO in the middle of a training run.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
@@ -77,6 +80,14 @@ def user_errors() -> Iterator[None]:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from None
+
+
+def quiet_model_loading() -> None:
+    """No "Loading weights" bar per from_pretrained: transformers reads this before its first import."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    loaded = sys.modules.get("transformers.utils.logging")
+    if loaded is not None:  # imported already (in-process callers): the variable was read at import
+        loaded.disable_progress_bar()
 
 
 def _emit(document: Any, as_json: bool, human: str) -> None:
@@ -196,6 +207,7 @@ def _run_training(config: TrainConfig) -> Any:
     from finetune.train import is_main_process  # noqa: PLC0415 - keeps --help fast (no torch import)
     from finetune.train import train as run_training  # noqa: PLC0415
 
+    quiet_model_loading()
     # Trainer's progress bar and log lines print to stdout; stdout is kept for the result.
     with contextlib.redirect_stdout(sys.stderr):
         result = run_training(config)

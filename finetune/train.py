@@ -27,6 +27,7 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
+    ProgressCallback,
     Trainer,
     TrainingArguments,
 )
@@ -356,7 +357,7 @@ def build_trainer(
     callbacks = []
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    return SquadTrainer(
+    trainer = SquadTrainer(
         model=model,
         args=args,
         train_dataset=FeatureDataset(features),
@@ -368,6 +369,20 @@ def build_trainer(
         decode=config.reader_config().decode,
         pad_id=tokenizer.pad_token_id or 0,
     )
+    if trainer.pop_callback(ProgressCallback) is not None:  # absent when tqdm is disabled
+        trainer.add_callback(QuietProgressCallback())
+    return trainer
+
+
+class QuietProgressCallback(ProgressCallback):
+    """Trainer's progress bar without the dict it prints at every logging step.
+
+    The per-epoch loss and dev scores go to metrics.json, the training curve and the summary line
+    ``finetune train`` prints; between them, one bar is all a person needs to watch.
+    """
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        """Print nothing (the base class writes ``str(logs)`` under the bar)."""
 
 
 def epoch_history(log_history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -185,6 +185,7 @@ def test_train_json_document(tmp_path: Path, model_dir: Path) -> None:
     result = _invoke(*args)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)  # exactly one JSON document: Trainer's progress went to stderr
+    assert "{'loss'" not in result.stderr and "Loading weights" not in result.stderr  # one bar, no dicts
     assert set(document) == {"output", "train_examples", "train_features", "epochs", "best_dev", "seconds"}
     assert document["output"] == str(output) and (output / "model.safetensors").is_file()
     again = _invoke(*args)

@@ -204,3 +204,18 @@ def test_config_refuses_bad_values(tmp_path: Path, overrides: dict, message: str
 def test_work_dir_sits_next_to_the_output(tmp_path: Path) -> None:
     config = TrainConfig(data=(tmp_path / "t.json",), output=tmp_path / "var" / "model")
     assert config.work_dir == tmp_path / "var" / "model.work"
+
+
+def test_trainer_shows_one_bar_without_per_step_dicts(tmp_path: Path, base_model: Path) -> None:
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, ProgressCallback  # noqa: PLC0415
+
+    from finetune.evaluation import build_eval_set  # noqa: PLC0415
+    from finetune.train import QuietProgressCallback, build_trainer  # noqa: PLC0415
+
+    config = _config(tmp_path, base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = AutoModelForQuestionAnswering.from_pretrained(base_model)
+    dev_set = build_eval_set(tokenizer, [], config.reader_config().windows)
+    trainer = build_trainer(config, model, tokenizer, [], dev_set)
+    kinds = [type(c) for c in trainer.callback_handler.callbacks]
+    assert QuietProgressCallback in kinds and ProgressCallback not in kinds
