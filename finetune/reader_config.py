@@ -2,8 +2,9 @@
 
 A model is trained and evaluated with some window length and stride; serving it with others changes
 its answers. So ``finetune train`` writes them next to the weights and ``Reader(model_dir)`` reads
-them back. The defaults here are the only ones: ``TrainConfig``, the CLI options and a model
-directory without the file (a hub model, an older run) all take them from ``ReaderConfig``.
+them back. There is one set of defaults: ``TrainConfig``, the CLI options and a model
+directory without the file (a hub model, an older run) all take them from ``ReaderConfig`` (which
+takes them from ``WindowSettings`` and ``DecodeSettings``).
 
 Adding a setting later: add a field with a default; files written before it simply lack the key.
 A key the code does not know is an error naming the file, so a typo never passes silently.
@@ -38,10 +39,11 @@ class ReaderConfig:
         n_best_size: start/end tokens paired per window; candidate spans kept per context.
     """
 
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_answer_length: int = 30
-    n_best_size: int = 20
+    # The values themselves live once, on the two settings objects this one is made of.
+    max_seq_length: int = WindowSettings.max_seq_length
+    doc_stride: int = WindowSettings.doc_stride
+    max_answer_length: int = DecodeSettings.max_answer_length
+    n_best_size: int = DecodeSettings.n_best_size
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
