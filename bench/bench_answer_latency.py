@@ -52,7 +52,7 @@ from pathlib import Path
 
 import torch
 
-from bot.config import Settings
+from bot.config import SHIPPED_MODEL_DIR, Settings
 from bot.engine import AnswerEngine, ReaderLike
 from finetune.reader import Reader
 from finetune.squad import load_squad
@@ -159,7 +159,7 @@ def make_engines(settings: Settings, plan: Sequence[Config]) -> dict[str, Answer
         if config.min_confidence is not None:
             changes["min_confidence"] = config.min_confidence
         engine_settings = settings.model_copy(update=changes)
-        engines[config.name] = AnswerEngine(engine_settings, reader=reader_like, index=index)
+        engines[config.name] = AnswerEngine.from_settings(engine_settings, reader=reader_like, index=index)
     return engines
 
 
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     n = 20 if args.quick else N_QUESTIONS
     questions = questions_from(QUESTIONS, n)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        settings = Settings(_env_file=None, index_dir=Path(tmp) / "index", model_dir=Path(tmp) / "no-model")
+        settings = Settings(_env_file=None, index_dir=Path(tmp) / "index", model_dir=SHIPPED_MODEL_DIR)
         build_index(DOCS, settings.index_dir)
         plan = configs(settings, args.quick)
         engines = make_engines(settings, plan)

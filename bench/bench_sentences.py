@@ -163,7 +163,9 @@ def load_docs(folder: Path = DOCS) -> list[str]:
 
 def print_table(results: dict[str, dict], n_cases: int, n_docs: int, n_chars: int) -> None:
     print(f"{n_cases} gold cases; speed over {n_docs} documents ({n_chars:,} characters)\n")
-    print(f"{'splitter':<16} {'exact':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'chars/s':>11} {'corpus s':>9}")
+    print(
+        f"{'splitter':<16} {'exact':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'chars/s':>11} {'corpus s':>9}"
+    )
     for name, r in results.items():
         print(
             f"{name:<16} {r['exact']:>6.1%} {r['precision']:>6.3f} {r['recall']:>6.3f} {r['f1']:>6.3f}"

@@ -1,13 +1,13 @@
 """Throughput of the whole Telegram path with 1, 4 and 16 members asking at once.
 
 Each member is a closed loop: send a question, wait for the bot's answer, send the next. Questions go
-through real HTTP: the fake Bot API server from tests/fake_telegram.py -> long polling -> handlers ->
+through real HTTP: the fake Bot API server from bot/testing/fake_telegram.py -> long polling -> handlers ->
 answer engine in worker threads -> sendMessage back. The fake server and the bot share this process
 (and its CPU), as a local Bot API server would share a small host.
 
 The engine is the real one (``settings.served_model_dir()`` + the index in HELPLINE_INDEX_DIR, or one
 built from HELPLINE_DOCS_DIR into a temporary folder) when a model exists; otherwise the script says so
-and serves the FakeReader from tests/bot_fakes.py, which measures the Telegram plumbing alone.
+and serves the FakeReader from bot/testing/fakes.py, which measures the Telegram plumbing alone.
 Questions are the dev questions of data/diabetes-qa. The per-member rate limit is lifted (members here
 ask far more than 10 a minute); Telegram's flood limit (AIORateLimiter, 30 requests/s) stays on unless
 ``--no-flood-limit``: every answer costs two requests (typing action + message).
@@ -30,15 +30,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the fake server and the fakes live in tests/, which is not installed
+from bot.config import Settings
+from bot.engine import AnswerEngine
+from bot.errors import ModelDirError
+from bot.store import Store
+from bot.testing.fake_telegram import FakeTelegram
+from bot.testing.fakes import FakeIndex, FakeReader
+from bot.testing.running import running_bot
+from retrieval import build_index, load_index
 
-from bot.config import Settings  # noqa: E402
-from bot.engine import AnswerEngine  # noqa: E402
-from bot.store import Store  # noqa: E402
-from retrieval import build_index, load_index  # noqa: E402
-from tests.bot_fakes import FakeIndex, FakeReader, running_bot  # noqa: E402
-from tests.fake_telegram import FakeTelegram  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEV_QUESTIONS = ROOT / "data" / "diabetes-qa" / "dev.json"
 UNLIMITED_PER_MEMBER = 1_000_000
@@ -74,16 +75,20 @@ def dev_questions() -> list[str]:
 
 def make_engine(settings: Settings, fake_reader: bool, workdir: Path) -> tuple[AnswerEngine, str]:
     """The real engine when a model exists (else the FakeReader), and a line saying which."""
-    model_dir = settings.served_model_dir()
-    if fake_reader or not (model_dir / "config.json").is_file():
-        reason = "--fake-reader" if fake_reader else f"no model in {model_dir}"
+    try:
+        model_dir, missing = settings.served_model_dir(), ""
+    except ModelDirError as e:
+        model_dir, missing = None, str(e)
+    if fake_reader or model_dir is None:
+        reason = "--fake-reader" if fake_reader else missing
         index = load_index(settings.index_dir) if settings.index_dir.exists() else FakeIndex()
-        return AnswerEngine(settings, reader=FakeReader(), index=index), f"FakeReader ({reason})"
+        engine = AnswerEngine.from_settings(settings, reader=FakeReader(), index=index)
+        return engine, f"FakeReader ({reason})"
     if not settings.index_dir.exists():
         print(f"building an index of {settings.docs_dir} in {workdir} ...", file=sys.stderr)
         build_index(settings.docs_dir, workdir / "index")
         settings = settings.model_copy(update={"index_dir": workdir / "index"})
-    return AnswerEngine(settings), f"real reader {model_dir}, index {settings.index_dir}"
+    return AnswerEngine.from_settings(settings), f"real reader {model_dir}, index {settings.index_dir}"
 
 
 async def member(
@@ -127,7 +132,7 @@ async def bench(args: argparse.Namespace) -> None:
             )
             engine, served = make_engine(settings, args.fake_reader, workdir)
             print(f"engine: {served}", file=sys.stderr)
-            async with running_bot(settings, engine, Store(settings)):
+            async with running_bot(settings, engine, Store.from_settings(settings)):
                 await measure(telegram, 1, questions, 2)  # warm-up: first forward pass, connections
                 levels = [await measure(telegram, m, questions, args.questions) for m in args.members]
     print_table(levels, served, settings)

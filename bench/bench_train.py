@@ -40,6 +40,7 @@ from finetune.config import TrainConfig
 from finetune.features import WindowSettings, prepare_train_features
 from finetune.inference import autocast_context
 from finetune.models import resolve_model_ref
+from finetune.reader_config import ReaderConfig
 from finetune.squad import SquadExample, load_squad, sample_examples
 from finetune.train import build_trainer, describe_hardware, resolve_precision
 
@@ -218,8 +219,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=64, help="questions in the seeded random sample")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--base-model", default="minilm")
-    parser.add_argument("--max-seq-length", type=int, default=384)
-    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--max-seq-length", type=int, default=ReaderConfig.max_seq_length)
+    parser.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride)
     parser.add_argument(
         "--threads",
         type=int,

@@ -37,8 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.config import Settings
-from bot.engine import AnswerEngine, Fusion, choose_answer, rank_candidates
+from bot.config import SHIPPED_MODEL_DIR, Settings
+from bot.engine import AnswerEngine
+from bot.fusion import Fusion, choose_answer, rank_candidates
 from finetune.metrics import exact_match, f1, squad_scores
 from finetune.squad import SquadExample, load_squad
 from finetune.types import Reading
@@ -299,9 +300,9 @@ def read_all(split: str, limit: int | None) -> tuple[list[Observed], Settings, f
     """Build the index of the bundled documents in a temp dir and read every question's top max-k."""
     examples = load_squad([QA_DIR / f"{split}.json"]).examples[:limit]
     with tempfile.TemporaryDirectory(prefix="tune-engine-") as tmp:
-        settings = Settings(_env_file=None, index_dir=Path(tmp) / "index", model_dir=Path(tmp) / "no-model")
+        settings = Settings(_env_file=None, index_dir=Path(tmp) / "index", model_dir=SHIPPED_MODEL_DIR)
         build_index(DOCS, settings.index_dir)
-        engine = AnswerEngine(settings)
+        engine = AnswerEngine.from_settings(settings)
         engine.warm_up()
         print(f"reading {len(examples)} {split} questions x {max(K_VALUES)} passages...", file=sys.stderr)
         started = time.perf_counter()

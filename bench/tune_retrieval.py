@@ -47,7 +47,8 @@ def score_questions(index: HybridIndex, questions: list[Question]) -> list[Score
     """BM25 and cosine scores of every passage for every question (queries embedded in one batch)."""
     vectors = index.encoder.encode([q.text for q in questions])
     return [
-        Scores(q, index.bm25.score_all(q.text), index.vectors @ v) for q, v in zip(questions, vectors, strict=True)
+        Scores(q, index.bm25.score_all(q.text), index.vectors @ v)
+        for q, v in zip(questions, vectors, strict=True)
     ]
 
 
@@ -98,12 +99,15 @@ def main() -> int:
         for split, scored in splits.items():
             row[split] = evaluate(index, scored, settings)
         rows.append(row)
-    best = max((r for r in rows if r["mode"] == "hybrid"), key=lambda r: (r["train"]["hit@5"], r["train"]["hit@1"]))
+    best = max(
+        (r for r in rows if r["mode"] == "hybrid"), key=lambda r: (r["train"]["hit@5"], r["train"]["hit@1"])
+    )
     if args.json:
         print(json.dumps({"rows": rows, "chosen": best["setting"]}))
         return 0
     print(f"{len(splits['train'])} train / {len(splits['dev'])} dev answerable questions", file=sys.stderr)
-    print(f"{'setting':<24} {'train hit@1':>11} {'hit@5':>6} {'hit@10':>6} {'dev hit@1':>9} {'hit@5':>6} {'hit@10':>6}")
+    cells = ("train hit@1", "hit@5", "hit@10", "dev hit@1", "hit@5", "hit@10")
+    print(f"{'setting':<24} " + " ".join(f"{c:>{max(6, len(c))}}" for c in cells))
     for r in rows:
         t, d = r["train"], r["dev"]
         print(

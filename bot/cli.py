@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -25,9 +26,12 @@ import typer
 from pydantic import ValidationError
 
 from bot import __version__
+from bot.answer import Answer
 from bot.config import Settings
-from bot.engine import Answer, AnswerEngine
+from bot.engine import AnswerEngine
+from bot.errors import BadInputError, ModelDirError
 from bot.store import Store
+from finetune.errors import FinetuneError
 from retrieval import IndexLoadError, build_index
 
 logger = logging.getLogger(__name__)
@@ -68,6 +72,15 @@ def main(
     ] = False,
 ) -> None:
     """The Helpline Telegram bot and its answer pipeline."""
+    quiet_model_loading()
+
+
+def quiet_model_loading() -> None:
+    """No "Loading weights" bar when the reader loads: transformers reads this before its first import."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    loaded = sys.modules.get("transformers.utils.logging")
+    if loaded is not None:  # imported already (in-process callers): the variable was read at import
+        loaded.disable_progress_bar()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -100,8 +113,11 @@ def check_token(settings: Settings) -> None:
 
 
 def check_model(settings: Settings) -> None:
-    """Stop when neither ``model_dir`` nor the shipped reader holds a model."""
-    served = settings.served_model_dir()
+    """Stop when a configured ``model_dir`` holds no model, or the default falls back to a missing reader."""
+    try:
+        served = settings.served_model_dir()
+    except ModelDirError as e:
+        raise _fail(str(e)) from None
     if not (served / "config.json").is_file():
         raise _fail(
             f"no reader model in {settings.model_dir} (HELPLINE_MODEL_DIR or --model-dir) nor in {served}: "
@@ -128,7 +144,7 @@ def check_webhook_url(url: str) -> None:
 
 def make_engine(settings: Settings) -> AnswerEngine:
     """The answer engine for ``settings`` (tests replace this to serve a fake reader)."""
-    return AnswerEngine(settings)
+    return AnswerEngine.from_settings(settings)
 
 
 def ready_engine(settings: Settings) -> AnswerEngine:
@@ -140,10 +156,10 @@ def ready_engine(settings: Settings) -> AnswerEngine:
         engine.warm_up()
     except IndexLoadError as e:
         raise _fail(f"HELPLINE_INDEX_DIR: {e}") from None
-    except (OSError, ValueError) as e:
-        raise _fail(
-            f"cannot load the reader from {settings.served_model_dir()} (HELPLINE_MODEL_DIR): {e}"
-        ) from None
+    except ModelDirError as e:
+        raise _fail(str(e)) from None
+    except FinetuneError as e:  # the reader's own user errors (a broken model, a bad reader_config.json)
+        raise _fail(f"cannot load the reader (HELPLINE_MODEL_DIR): {e}") from None
     return engine
 
 
@@ -174,7 +190,7 @@ def run(
     logger.info("token accepted: this is @%s", username)
     engine = ready_engine(settings)
     try:
-        store = Store(settings)
+        store = Store.from_settings(settings)
     except (sqlite3.Error, OSError) as e:
         raise _fail(f"cannot open the database {settings.db_path} (HELPLINE_DB): {e}") from None
     try:
@@ -267,14 +283,14 @@ def export_feedback_command(
     settings = load_settings(db_path=db)
     try:
         since_key = parse_since(since) if since is not None else None
-    except ValueError as e:
+    except BadInputError as e:
         raise _fail(str(e)) from None
     if not settings.db_path.is_file():
         raise _fail(
             f"no database at {settings.db_path} (HELPLINE_DB or --db): the bot has logged nothing yet"
         )
     try:
-        store = Store(settings)
+        store = Store.from_settings(settings)
         try:
             report = export_feedback(store, out, since_key)
         finally:

@@ -8,7 +8,10 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# The reader that ships in the repository; served when HELPLINE_MODEL_DIR holds no model.
+from bot.errors import ModelDirError
+
+# The reader that ships in the repository; served when HELPLINE_MODEL_DIR is left at its default and
+# that default holds no model yet.
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
 
 
@@ -54,7 +57,8 @@ class Settings(BaseSettings):
     fusion_mu: float = Field(0.9, ge=0.0, le=1.0, alias="HELPLINE_FUSION_MU")
     # Below this confidence the bot says the documents do not answer the question.
     min_confidence: float = Field(0.81, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
-    max_answer_tokens: int = Field(30, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
+    # The longest answer span; None keeps the served model's own (its reader_config.json).
+    max_answer_tokens: int | None = Field(None, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
     # BM25 scores are unbounded; score / (score + bm25_half_score) maps them into [0, 1), and a
     # passage whose BM25 score equals bm25_half_score counts as a half-certain match. (On the bundled
     # documents the best passage of a data/diabetes-qa dev question scores 9-24, median 13.)
@@ -92,8 +96,38 @@ class Settings(BaseSettings):
             return frozenset(int(p) for p in parts)
         return value
 
+    def model_fallback(self) -> Path | None:
+        """The shipped reader when ``model_dir`` is the untouched default, else None.
+
+        A model directory the admin configured must hold a model: serving the shipped reader instead
+        would hide a typo behind plausible answers.
+        """
+        return SHIPPED_MODEL_DIR if self.model_dir == type(self).model_fields["model_dir"].default else None
+
     def served_model_dir(self) -> Path:
-        """The reader to serve: ``model_dir`` when it holds a model, else the shipped reader."""
-        if (self.model_dir / "config.json").is_file():
-            return self.model_dir
-        return SHIPPED_MODEL_DIR
+        """The reader to serve (see ``served_model_dir``).
+
+        Raises:
+            ModelDirError: a configured ``model_dir`` holds no model.
+        """
+        return served_model_dir(self.model_dir, self.model_fallback())
+
+
+def served_model_dir(model_dir: Path, fallback: Path | None) -> Path:
+    """``model_dir`` when it holds a model, else ``fallback`` (when there is one).
+
+    Args:
+        model_dir: the configured model directory.
+        fallback: what to serve when ``model_dir`` holds no model; None makes that an error.
+
+    Raises:
+        ModelDirError: ``model_dir`` holds no model and there is no fallback; the message names it.
+    """
+    if (model_dir / "config.json").is_file():
+        return model_dir
+    if fallback is not None:
+        return fallback
+    raise ModelDirError(
+        f"no model in {model_dir} (HELPLINE_MODEL_DIR or --model-dir): no config.json there; point it at"
+        f" a directory written by `finetune train` (if a training run is replacing it, retry in a moment)"
+    )

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.panel import Panel
 
+from bot.cli import quiet_model_loading
 from bot.config import Settings
 from bot.engine import Answer, AnswerEngine
 from retrieval import build_index
@@ -118,6 +119,7 @@ def ask_all(engine: AnswerEngine, questions: tuple[str, ...]) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
+    quiet_model_loading()  # also for the `finetune train` it runs: the environment is inherited
     config = DemoConfig()
     settings = Settings()
 
@@ -133,7 +135,7 @@ def main() -> None:
 
     step("3. Members ask")
     started = time.perf_counter()
-    engine = AnswerEngine(settings)
+    engine = AnswerEngine.from_settings(settings)
     engine.warm_up()
     console.print(f"[dim]model and index loaded in {time.perf_counter() - started:.1f} s")
     ask_all(engine, SAMPLE_QUESTIONS + (UNANSWERABLE_QUESTION,))

@@ -1,46 +1,34 @@
-"""The answer engine: BM25 retrieval + one batched reader call + BERTserini score fusion.
+"""The answer engine: BM25 retrieval + one batched reader call + score fusion, with hot swapping.
 
 No telegram here: the Telegram handlers, ``bot ask`` and the benchmarks all call ``AnswerEngine``.
-
-Scoring (Yang et al. 2019, "End-to-End Open-Domain Question Answering with BERTserini",
-https://arxiv.org/abs/1902.01718) ranks each candidate span by
-
-    fused = mu * reader + (1 - mu) * bm25
-
-with both terms put on the same [0, 1] scale first:
-
-- ``reader``: a softmax of the reader's span scores (start + end logit, comparable across the contexts
-  of one question) over *all* candidate spans of all k passages plus one "no answer" option, whose
-  score is the lowest no-answer (CLS) score over the passages: the SQuAD v2 rule "the null score is the
-  minimum over windows", with the k passages as the windows. A reader that finds nothing convincing
-  anywhere therefore gives every span a small probability instead of the best of a bad lot 1.0.
-- ``bm25``: ``score / (score + bm25_half_score)``, a saturating map that keeps absolute strength (a
-  weak lexical match stays low even when it is the best one), unlike dividing by the top score.
-
-``confidence`` is the fused score of the winning span; below ``min_confidence`` the engine answers
-nothing and points to the best passage instead of inventing an answer.
+The scoring itself is in ``bot.fusion`` (pure functions), the answer types in ``bot.answer``; this
+module holds the components (reader and index), how they are loaded, and how they are swapped.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.config import Settings
-from finetune.types import Reading, Span
+from bot.answer import Answer, Timings
+from bot.config import served_model_dir
+from bot.fusion import Candidate, Fusion, choose_answer, fuse_candidates
+from bot.quoting import sentence_around
+from finetune.types import Reading
 from retrieval import IndexReport, Passage, ScoredPassage, build_index, load_index
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 logger = logging.getLogger(__name__)
 
-# A sentence ends at . ! or ? followed by whitespace (good enough for the bundled NIH prose).
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+# Re-exported: callers that build or read answers from the engine module keep working.
+__all__ = ["Answer", "AnswerEngine", "Candidate", "EngineConfig", "Evidence", "Fusion", "Timings"]
 
 
 class ReaderLike(Protocol):
@@ -58,56 +46,43 @@ class SearchIndex(Protocol):
 
 
 @dataclass(frozen=True)
-class Timings:
-    """Wall-clock milliseconds spent on one answer."""
-
-    retrieval_ms: float
-    reading_ms: float
-    total_ms: float
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The engine's reply to one question.
+class EngineConfig:
+    """What the engine needs from the bot's settings (no token, no Telegram knobs).
 
     Attributes:
-        text: the answer span's text, or None when the documents do not answer the question.
-        confidence: fused score of the best candidate, in [0, 1].
-        passage: the passage the answer comes from; when ``text`` is None, the best passage to read.
-        span: the answer span (offsets into ``passage.text``), None when there is no answer.
-        sentence: the sentence(s) of ``passage`` around the span, None when there is no answer.
-        title: ``passage.title`` (None without a passage).
-        source: ``passage.source`` (None without a passage or when the document gives none).
-        timings: where the time went.
-        retrieved: every passage retrieved for the question, best BM25 first (for the store, so that
-            ``export-feedback`` can rebuild the reader's contexts).
+        model_dir: the reader to serve.
+        fallback_model_dir: served while ``model_dir`` holds no model (the shipped reader when
+            ``model_dir`` is the untouched default); None makes a missing model an error.
+        index_dir: the index to serve.
+        docs_dir: the documents ``reindex()`` reads.
+        fusion: the fusion knobs and the answer threshold.
+        top_k: passages retrieved and read per question.
+        max_answer_tokens: the longest answer span, in tokens (None: the model's reader_config.json).
+        reader_threads: torch CPU threads for the reader (0: torch's default).
     """
 
-    text: str | None
-    confidence: float
-    passage: Passage | None
-    span: Span | None
-    sentence: str | None
-    title: str | None
-    source: str | None
-    timings: Timings
-    retrieved: tuple[ScoredPassage, ...] = ()
+    model_dir: Path
+    fallback_model_dir: Path | None
+    index_dir: Path
+    docs_dir: Path
+    fusion: Fusion
+    top_k: int
+    max_answer_tokens: int | None
+    reader_threads: int
 
-    @property
-    def answered(self) -> bool:
-        """True when the engine found an answer above the confidence threshold."""
-        return self.text is not None
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One span from one retrieved passage, with its scores on the fusion scale."""
-
-    passage_index: int
-    span: Span
-    reader: float
-    bm25: float
-    fused: float
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        """The engine's part of the bot's settings."""
+        return cls(
+            model_dir=settings.model_dir,
+            fallback_model_dir=settings.model_fallback(),
+            index_dir=settings.index_dir,
+            docs_dir=settings.docs_dir,
+            fusion=Fusion.from_settings(settings),
+            top_k=settings.top_k,
+            max_answer_tokens=settings.max_answer_tokens,
+            reader_threads=settings.reader_threads,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,135 +102,6 @@ class Evidence:
     reading_ms: float
 
 
-def softmax_with_null(scores: Sequence[float], null_score: float) -> list[float]:
-    """Probabilities of ``scores`` in a softmax that also holds a no-answer option.
-
-    Args:
-        scores: span scores (logits) of all candidates of one question.
-        null_score: the question's no-answer score; ``-inf`` leaves it out.
-
-    Returns:
-        One probability per score (the no-answer option takes the rest of the mass).
-    """
-    if not scores:
-        return []
-    pool = [*scores, null_score] if math.isfinite(null_score) else list(scores)
-    top = max(pool)
-    exps = [math.exp(s - top) for s in pool]  # minus the max: no overflow
-    total = sum(exps)
-    return [e / total for e in exps[: len(scores)]]
-
-
-def normalise_bm25(score: float, half_score: float) -> float:
-    """Map a BM25 score into [0, 1): ``score / (score + half_score)`` (0 for scores <= 0)."""
-    return score / (score + half_score) if score > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class Fusion:
-    """The knobs of BERTserini fusion and the answer threshold (a plain value, so tuning can vary it).
-
-    Attributes:
-        mu: weight of the reader score; ``1 - mu`` goes to the normalised BM25 score.
-        bm25_half_score: the BM25 score that normalises to 0.5 (see ``normalise_bm25``).
-        spans_per_passage: candidate spans per passage that compete in the softmax.
-        min_confidence: the fused score the best candidate needs to be given as an answer.
-    """
-
-    mu: float
-    bm25_half_score: float
-    spans_per_passage: int = 1
-    min_confidence: float = 0.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Fusion:
-        """The fusion knobs of the bot's settings."""
-        return cls(
-            settings.fusion_mu, settings.bm25_half_score, settings.spans_per_passage, settings.min_confidence
-        )
-
-
-def rank_candidates(
-    bm25_scores: Sequence[float], readings: Sequence[Reading], fusion: Fusion
-) -> list[Candidate]:
-    """Score every candidate span by BERTserini fusion, best first (a pure function of its inputs).
-
-    Args:
-        bm25_scores: the raw BM25 score of each passage, in the order their readings come.
-        readings: the reader's output, one per passage.
-        fusion: ``mu``, ``bm25_half_score`` and ``spans_per_passage``.
-
-    Returns:
-        The candidates sorted by fused score, best first (empty when no passage had a span).
-    """
-    if len(bm25_scores) != len(readings):
-        raise ValueError(f"got {len(readings)} readings for {len(bm25_scores)} passages")
-    pairs = [
-        (i, span) for i, reading in enumerate(readings) for span in reading.spans[: fusion.spans_per_passage]
-    ]
-    null_scores = [r.no_answer_score for r in readings if math.isfinite(r.no_answer_score)]
-    null = min(null_scores) if null_scores else -math.inf
-    probs = softmax_with_null([span.score for _, span in pairs], null)
-    candidates = []
-    for (i, span), prob in zip(pairs, probs, strict=True):
-        bm25 = normalise_bm25(bm25_scores[i], fusion.bm25_half_score)
-        candidates.append(Candidate(i, span, prob, bm25, fusion.mu * prob + (1 - fusion.mu) * bm25))
-    # Stable sort: equal fused scores keep passage (BM25) order.
-    return sorted(candidates, key=lambda c: c.fused, reverse=True)
-
-
-def choose_answer(candidates: Sequence[Candidate], min_confidence: float) -> Candidate | None:
-    """The candidate to answer with: the best one when it reaches ``min_confidence``, else None.
-
-    Args:
-        candidates: ranked candidates, best first (``rank_candidates``' output).
-        min_confidence: the threshold on the fused score.
-
-    Returns:
-        The winning candidate, or None when the engine should say the documents do not answer.
-    """
-    if not candidates or candidates[0].fused < min_confidence:
-        return None
-    return candidates[0]
-
-
-def fuse_candidates(
-    retrieved: Sequence[ScoredPassage], readings: Sequence[Reading], settings: Settings
-) -> list[Candidate]:
-    """``rank_candidates`` for retrieved passages and the bot's settings.
-
-    Args:
-        retrieved: the passages, in the order their readings come.
-        readings: the reader's output, one per passage.
-        settings: ``fusion_mu``, ``bm25_half_score`` and ``spans_per_passage``.
-
-    Returns:
-        The candidates sorted by fused score, best first (empty when no passage had a span).
-    """
-    return rank_candidates([sp.score for sp in retrieved], readings, Fusion.from_settings(settings))
-
-
-def sentence_around(text: str, start: int, end: int) -> str:
-    """The sentence (or run of sentences) of ``text`` that holds ``text[start:end]``.
-
-    Args:
-        text: the passage text.
-        start: character offset of the span.
-        end: character offset just past the span.
-
-    Returns:
-        The stripped sentence(s) covering the span.
-    """
-    begin, finish = 0, len(text)
-    for match in _SENTENCE_BREAK.finditer(text):
-        if match.end() <= start:
-            begin = match.end()
-        elif match.start() >= end:
-            finish = match.start()
-            break
-    return text[begin:finish].strip()
-
-
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -264,42 +110,73 @@ class AnswerEngine:
     """Answers questions from the indexed documents; swaps model and index without downtime.
 
     Args:
-        settings: paths (``served_model_dir()``, ``index_dir``, ``docs_dir``) and answering knobs.
-        reader: a ready reader to use instead of loading ``settings.served_model_dir()``.
-        index: a ready index to use instead of loading ``settings.index_dir``.
+        config: paths and answering knobs (``EngineConfig.from_settings``).
+        reader: a ready reader to use instead of loading ``config.model_dir``.
+        index: a ready index to use instead of loading ``config.index_dir``.
         reader_factory: builds a warmed-up reader from a model directory (for ``reload``); default
             ``finetune.reader.Reader``.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        config: EngineConfig,
         *,
         reader: ReaderLike | None = None,
         index: SearchIndex | None = None,
         reader_factory: Callable[[Path], ReaderLike] | None = None,
     ):
-        self.settings = settings
+        self.config = config
         self._reader_factory = reader_factory or self._load_reader
         self._reader = reader
         self._index = index
         self._reader_warm = False
+        # What is being served: reindex() rebuilds the index that is served, not the configured one.
+        self._index_dir = config.index_dir
+        self._model_dir: Path | None = None
+        # Once config.model_dir has been served, its absence means a training run is renaming a new
+        # model into place: a reload then fails (and can be retried) rather than fall back.
+        self._served_configured_model = False
         # Guards the two references: answer() takes a consistent (reader, index) pair, reload()
         # replaces them together, so a request in flight finishes with the objects it started with.
         self._swap_lock = threading.Lock()
         # Serialises warm-up, reload and reindex: each builds heavy objects, one at a time is enough.
         self._admin_lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **components: Any) -> AnswerEngine:
+        """An engine for the bot's settings; ``components`` are ``__init__``'s keyword arguments."""
+        return cls(EngineConfig.from_settings(settings), **components)
+
     @property
     def is_warm(self) -> bool:
         """True once the reader and the index are loaded."""
         return self._reader_warm and self._index is not None
+
+    @property
+    def model_dir(self) -> Path | None:
+        """The model directory being served (None before warm-up or with a reader passed in)."""
+        return self._model_dir
+
+    @property
+    def index_dir(self) -> Path:
+        """The index directory being served (``reindex()`` rebuilds this one)."""
+        return self._index_dir
+
+    def served_model_dir(self) -> Path:
+        """The model directory ``reload()`` serves by default.
+
+        Raises:
+            ModelDirError: ``config.model_dir`` holds no model and falling back is not allowed.
+        """
+        fallback = None if self._served_configured_model else self.config.fallback_model_dir
+        return served_model_dir(self.config.model_dir, fallback)
 
     def warm_up(self) -> None:
         """Load the reader and the index (once); later calls do nothing.
 
         Raises:
             IndexLoadError: the index directory is missing or broken.
+            ModelDirError: the configured model directory holds no model.
             OSError, ValueError: the model directory cannot be loaded.
         """
         with self._admin_lock:
@@ -307,12 +184,14 @@ class AnswerEngine:
                 return
             # The index first: it loads in a fraction of a second, so a bad path fails before the
             # model's seconds of loading.
-            index = self._index or load_index(self.settings.index_dir)
-            reader = self._reader or self._reader_factory(self.settings.served_model_dir())
+            index = self._index or load_index(self._index_dir)
+            model_dir = None if self._reader is not None else self.served_model_dir()
+            reader = self._reader or self._reader_factory(model_dir)
             if self._reader is not None:
                 reader.warm_up()
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
+                self._note_model(model_dir)
         logger.info("answer engine ready")
 
     def answer(self, question: str) -> Answer:
@@ -324,9 +203,9 @@ class AnswerEngine:
         Returns:
             The best span by fused score, or an Answer with ``text=None`` below the threshold.
         """
-        evidence = self.gather(question, self.settings.top_k)
+        evidence = self.gather(question, self.config.top_k)
         started = time.perf_counter()
-        candidates = fuse_candidates(evidence.retrieved, evidence.readings, self.settings)
+        candidates = fuse_candidates(evidence.retrieved, evidence.readings, self.config.fusion)
         timings = Timings(
             evidence.retrieval_ms, evidence.reading_ms,
             evidence.retrieval_ms + evidence.reading_ms + _ms_since(started),
@@ -358,16 +237,15 @@ class AnswerEngine:
         retrieval_ms = _ms_since(started)
         read_start = time.perf_counter()
         contexts = [sp.passage.text for sp in retrieved]
-        readings = (
-            tuple(reader.read(question, contexts, top_k=self.settings.spans_per_passage)) if retrieved else ()
-        )
+        spans = self.config.fusion.spans_per_passage
+        readings = tuple(reader.read(question, contexts, top_k=spans)) if retrieved else ()
         return Evidence(retrieved, readings, retrieval_ms, _ms_since(read_start))
 
     def _decide(
         self, retrieved: tuple[ScoredPassage, ...], candidates: list[Candidate], timings: Timings
     ) -> Answer:
         """Turn the ranked candidates into an answer, or a pointer to the best passage."""
-        best = choose_answer(candidates, self.settings.min_confidence)
+        best = choose_answer(candidates, self.config.fusion.min_confidence)
         if best is None:
             return self._no_answer(retrieved, candidates[0] if candidates else None, timings)
         passage = retrieved[best.passage_index].passage
@@ -400,45 +278,58 @@ class AnswerEngine:
         """Load a model and an index, then swap both in at once; requests in flight finish on the old ones.
 
         Args:
-            model_dir: the reader to serve; default ``settings.served_model_dir()`` (the newest one).
-            index_dir: the index to serve; default ``settings.index_dir``.
+            model_dir: the reader to serve; default ``served_model_dir()`` (the newest one).
+            index_dir: the index to serve; default ``config.index_dir``.
+
+        Raises:
+            ModelDirError: the default model directory holds no model (never a silent fallback once
+                it has been served: a training run may be renaming a new model into place).
         """
-        model_dir = model_dir or self.settings.served_model_dir()
-        index_dir = index_dir or self.settings.index_dir
         with self._admin_lock:
+            model_dir = model_dir or self.served_model_dir()
+            index_dir = index_dir or self.config.index_dir
             reader = self._reader_factory(model_dir)
             index = load_index(index_dir)
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
+                self._index_dir = index_dir
+                self._note_model(model_dir)
         logger.info("reloaded model %s and index %s", model_dir, index_dir)
 
     def reindex(self, docs_dir: Path | None = None) -> IndexReport:
-        """Rebuild the index from the documents, then serve it.
+        """Rebuild the served index from the documents, then serve it.
 
         Args:
-            docs_dir: the documents; default ``settings.docs_dir``.
+            docs_dir: the documents; default ``config.docs_dir``.
 
         Returns:
             The build report (documents, passages, skipped files, seconds).
         """
-        docs_dir = docs_dir or self.settings.docs_dir
+        docs_dir = docs_dir or self.config.docs_dir
         with self._admin_lock:
-            report = build_index(docs_dir, self.settings.index_dir)
-            index = load_index(self.settings.index_dir)
+            index_dir = self._index_dir
+            report = build_index(docs_dir, index_dir)
+            index = load_index(index_dir)
             with self._swap_lock:
                 self._index = index
-        logger.info("reindexed %s: %d passages", docs_dir, report.passages)
+        logger.info("reindexed %s into %s: %d passages", docs_dir, index_dir, report.passages)
         return report
+
+    def _note_model(self, model_dir: Path | None) -> None:
+        """Remember which model directory is served (called under the swap lock)."""
+        self._model_dir = model_dir
+        if model_dir == self.config.model_dir:
+            self._served_configured_model = True
 
     def _load_reader(self, model_dir: Path) -> ReaderLike:
         """Build and warm up the real reader (imported here: torch loads only when a model is served)."""
         from finetune.reader import Reader  # noqa: PLC0415 - keeps `bot --help` and the handlers torch-free
 
-        if self.settings.reader_threads:
+        if self.config.reader_threads:
             import torch  # noqa: PLC0415 - loaded by the Reader import above anyway
 
             # Process-wide: the reader is the only torch user in the bot process.
-            torch.set_num_threads(self.settings.reader_threads)
-        reader = Reader(model_dir, max_answer_length=self.settings.max_answer_tokens)
+            torch.set_num_threads(self.config.reader_threads)
+        reader = Reader(model_dir, max_answer_length=self.config.max_answer_tokens)
         reader.warm_up()
         return reader

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.errors import BadInputError
 from bot.store import ReviewItem, Store, StoredPassage
 
 logger = logging.getLogger(__name__)
@@ -66,12 +67,12 @@ def parse_since(value: str) -> str:
         The same instant as ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, the format the store writes.
 
     Raises:
-        ValueError: ``value`` is not an ISO date or date-time.
+        BadInputError: ``value`` is not an ISO date or date-time.
     """
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"--since must be an ISO date such as 2026-11-26, got {value!r}") from None
+        raise BadInputError(f"--since must be an ISO date such as 2026-11-26, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="microseconds")

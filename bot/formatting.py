@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import InlineKeyboardButtonLimit, MessageLimit
 
-from bot.engine import Answer
+from bot.answer import Answer
 from bot.store import Stats
 
 logger = logging.getLogger(__name__)

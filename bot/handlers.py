@@ -56,6 +56,12 @@ class MemberRateLimiter:
         self.window_s = window_s
         self._clock = clock
         self._asked: defaultdict[int, deque[float]] = defaultdict(deque)
+        self._next_sweep = clock() + window_s
+
+    @property
+    def tracked_members(self) -> int:
+        """Members with a question inside the window (or not yet swept out)."""
+        return len(self._asked)
 
     def wait_time(self, member_id: int) -> float:
         """Record a question if the member is within the limit.
@@ -67,6 +73,7 @@ class MemberRateLimiter:
             0.0 when the question may go ahead (and is counted), else seconds until it may.
         """
         now = self._clock()
+        self._sweep(now)
         asked = self._asked[member_id]
         while asked and asked[0] <= now - self.window_s:
             asked.popleft()
@@ -74,6 +81,16 @@ class MemberRateLimiter:
             return asked[0] + self.window_s - now
         asked.append(now)
         return 0.0
+
+    def _sweep(self, now: float) -> None:
+        """Forget members whose questions have all left the window (at most once a window: O(1) amortised)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.window_s
+        horizon = now - self.window_s
+        idle = [member for member, asked in self._asked.items() if not asked or asked[-1] <= horizon]
+        for member in idle:
+            del self._asked[member]
 
 
 @dataclass
@@ -305,9 +322,9 @@ async def reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
 
     def work() -> str:
-        model_dir = svc.settings.served_model_dir()
-        svc.engine.reload(model_dir=model_dir)
-        return f"Reloaded: now serving the model in {model_dir} and the index in {svc.settings.index_dir}."
+        svc.engine.reload()
+        engine = svc.engine
+        return f"Reloaded: now serving the model in {engine.model_dir} and the index in {engine.index_dir}."
 
     await _run_admin(update, context, "reload", work)
 

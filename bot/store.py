@@ -26,10 +26,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.config import Settings
-from bot.engine import Answer
+from bot.answer import Answer
 from bot.migrations import migrate
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -136,14 +139,25 @@ class Store:
     """The bot's database. Thread-safe; every public method is one short transaction.
 
     Args:
-        settings: ``db_path`` and the privacy switches.
+        path: the SQLite file (created with its folder when missing).
+        hash_member_ids: store member ids as a keyed hash instead of plain ids.
+        store_question_text: keep the text of questions (off for privacy).
+        member_hash_key: the key of that hash; None generates one, kept in a 0600 file beside the database.
         clock: returns the current UTC time (tests pass a fixed one).
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = _utc_now):
-        self.path = settings.db_path
-        self._hash_ids = settings.hash_member_ids
-        self._keep_text = settings.store_question_text
+    def __init__(
+        self,
+        path: Path,
+        *,
+        hash_member_ids: bool,
+        store_question_text: bool,
+        member_hash_key: str | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ):
+        self.path = Path(path)
+        self._hash_ids = hash_member_ids
+        self._keep_text = store_question_text
         self._clock = clock
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,8 +170,19 @@ class Store:
         self._conn.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             migrate(self._conn)
+        self._hash_key = (member_hash_key or self._kept_hash_key()).encode("utf-8")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Callable[[], datetime] = _utc_now) -> Store:
+        """The store of the bot's settings: ``db_path`` and the privacy switches."""
         key = settings.member_hash_key.get_secret_value() if settings.member_hash_key else None
-        self._hash_key = (key or self._kept_hash_key()).encode("utf-8")
+        return cls(
+            settings.db_path,
+            hash_member_ids=settings.hash_member_ids,
+            store_question_text=settings.store_question_text,
+            member_hash_key=key,
+            clock=clock,
+        )
 
     def close(self) -> None:
         """Close the connection."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from importlib import metadata
@@ -18,8 +19,10 @@ from typing import Annotated, Any
 
 import typer
 
-from finetune.models import MINILM, ModelNotFoundError
-from finetune.squad import SquadFormatError
+from finetune.config import TrainConfig
+from finetune.errors import ConfigError, FileAccessError, FinetuneError
+from finetune.models import MINILM
+from finetune.reader_config import ReaderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +36,9 @@ app = typer.Typer(
 ADVANCED = "Advanced"
 SEED_DEFAULT = 42
 
-# Errors that mean bad input or a missing artifact: one line, exit 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (SquadFormatError, ModelNotFoundError, ValueError, OSError)
+# Errors that mean bad input or a missing artifact: one line, exit 1, no traceback. Anything else
+# (a ValueError or OSError from our own code or a library) is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (FinetuneError,)
 
 
 def _version() -> str:
@@ -63,6 +67,8 @@ def main(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # matplotlib's font manager logs its font scan at INFO in the middle of a training run.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
@@ -74,6 +80,14 @@ def user_errors() -> Iterator[None]:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from None
+
+
+def quiet_model_loading() -> None:
+    """No "Loading weights" bar per from_pretrained: transformers reads this before its first import."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    loaded = sys.modules.get("transformers.utils.logging")
+    if loaded is not None:  # imported already (in-process callers): the variable was read at import
+        loaded.disable_progress_bar()
 
 
 def _emit(document: Any, as_json: bool, human: str) -> None:
@@ -91,25 +105,35 @@ def check(
     tokenizer: Annotated[
         str, typer.Option(help="Tokenizer for the window count (minilm, a model dir or a hub id).")
     ] = MINILM,
-    max_seq_length: Annotated[int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)] = 384,
+    max_seq_length: Annotated[
+        int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)
+    ] = ReaderConfig.max_seq_length,
     doc_stride: Annotated[
         int, typer.Option(help="Window overlap in tokens.", rich_help_panel=ADVANCED)
-    ] = 128,
+    ] = ReaderConfig.doc_stride,
 ) -> None:
     """Validate SQuAD v1.1/v2.0 files: counts, repaired offsets, rejected questions, long contexts."""
     from finetune.commands import check_files  # noqa: PLC0415 - keeps --help fast
 
     with user_errors():
-        summary = check_files(files, tokenizer, max_seq_length, doc_stride)
-    rejected = summary["rejected"]
-    s = summary
+        report = check_files(files, tokenizer, max_seq_length, doc_stride)
+    s = report.squad
     human = (
-        f"{s['articles']} articles, {s['paragraphs']} paragraphs, {s['questions']} questions, "
-        f"{s['answers']} answers, {s['unanswerable']} unanswerable, {s['repaired']} repaired, "
-        f"{len(rejected)} rejected, {s['multi_window']} need more than one window"
+        f"{s.articles} articles, {s.paragraphs} paragraphs, {s.questions} questions, "
+        f"{s.answers} answers, {s.unanswerable} unanswerable, {s.repaired} repaired, "
+        f"{len(s.rejected)} rejected, {report.multi_window} need more than one window"
     )
-    human += "".join(f"\n  rejected {r['id']}: {r['reason']}" for r in rejected)
-    _emit(summary, as_json, human)
+    human += "".join(f"\n  rejected {r.id}: {r.reason}" for r in s.rejected)
+    _emit(report.to_json(), as_json, human)
+
+
+def _advanced(help_text: str) -> Any:
+    """An option listed under the "Advanced" heading of ``--help``."""
+    return typer.Option(help=help_text, rich_help_panel=ADVANCED)
+
+
+# The train options' defaults are TrainConfig's (a dataclass field's default is its class attribute).
+TRAIN = TrainConfig
 
 
 @app.command()
@@ -118,85 +142,57 @@ def train(
     output: Annotated[Path, typer.Option(help="Model directory to write (atomically, on success).")],
     dev: Annotated[
         Path | None, typer.Option(help="SQuAD dev file (else --dev-fraction is held out).")
-    ] = None,
+    ] = TRAIN.dev,
     dev_fraction: Annotated[
         float, typer.Option(help="Share of contexts held out as dev when no --dev.")
-    ] = 0.1,
+    ] = TRAIN.dev_fraction,
     base_model: Annotated[
         str, typer.Option(help="minilm, a model dir (e.g. an earlier output), or hub id.")
-    ] = MINILM,
-    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 2.0,
-    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 5e-5,
-    batch_size: Annotated[int, typer.Option(help="Windows per device per step.")] = 32,
-    grad_accum: Annotated[
-        int, typer.Option(help="Gradient accumulation steps.", rich_help_panel=ADVANCED)
-    ] = 1,
-    warmup_ratio: Annotated[
-        float, typer.Option(help="Warmup share of updates.", rich_help_panel=ADVANCED)
-    ] = 0.1,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.", rich_help_panel=ADVANCED)] = 0.01,
-    max_seq_length: Annotated[int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)] = 384,
-    doc_stride: Annotated[
-        int, typer.Option(help="Window overlap in tokens.", rich_help_panel=ADVANCED)
-    ] = 128,
+    ] = TRAIN.base_model,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = TRAIN.epochs,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = TRAIN.learning_rate,
+    batch_size: Annotated[int, typer.Option(help="Windows per device per step.")] = TRAIN.batch_size,
+    grad_accum: Annotated[int, _advanced("Gradient accumulation steps.")] = TRAIN.grad_accum,
+    warmup_ratio: Annotated[float, _advanced("Warmup share of updates.")] = TRAIN.warmup_ratio,
+    weight_decay: Annotated[float, _advanced("AdamW weight decay.")] = TRAIN.weight_decay,
+    max_seq_length: Annotated[int, _advanced("Tokens per window.")] = TRAIN.max_seq_length,
+    doc_stride: Annotated[int, _advanced("Window overlap in tokens.")] = TRAIN.doc_stride,
+    max_answer_length: Annotated[int, _advanced("Longest answer in tokens.")] = TRAIN.max_answer_length,
     max_train_examples: Annotated[
         int | None, typer.Option(help="Seeded random sample of N questions.")
-    ] = None,
+    ] = TRAIN.max_train_examples,
     max_dev_examples: Annotated[
         int | None, typer.Option(help="Seeded random sample of N dev questions.")
-    ] = None,
+    ] = TRAIN.max_dev_examples,
     seed: Annotated[
         int, typer.Option(help="Seed for sampling, the split, init and data order.")
-    ] = SEED_DEFAULT,
+    ] = TRAIN.seed,
     early_stopping_patience: Annotated[
-        int,
-        typer.Option(
-            help="Epochs without better dev F1 before stopping (0: never).", rich_help_panel=ADVANCED
-        ),
-    ] = 2,
+        int, _advanced("Epochs without better dev F1 before stopping (0: never).")
+    ] = TRAIN.early_stopping_patience,
     resume: Annotated[
         bool, typer.Option(help="Continue from the last checkpoint in <output>.work/.")
-    ] = False,
-    save_dtype: Annotated[str, typer.Option(help="float32, or float16 to ship a small model.")] = "float32",
-    precision: Annotated[
-        str, typer.Option(help="auto, fp32, bf16 or fp16.", rich_help_panel=ADVANCED)
-    ] = "auto",
-    eval_batch_size: Annotated[
-        int, typer.Option(help="Dev windows per pass.", rich_help_panel=ADVANCED)
-    ] = 256,
+    ] = TRAIN.resume,
+    save_dtype: Annotated[
+        str, typer.Option(help="float32, or float16 to ship a small model.")
+    ] = TRAIN.save_dtype,
+    precision: Annotated[str, _advanced("auto, fp32, bf16 or fp16.")] = TRAIN.precision,
+    eval_batch_size: Annotated[int, _advanced("Dev windows per pass.")] = TRAIN.eval_batch_size,
     dataloader_workers: Annotated[
-        int | None, typer.Option(help="DataLoader workers (default: by CPU count).", rich_help_panel=ADVANCED)
-    ] = None,
+        int | None, _advanced("DataLoader workers (default: by CPU count).")
+    ] = TRAIN.dataloader_workers,
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing --output when training succeeds.")
-    ] = False,
-    keep_checkpoints: Annotated[
-        bool, typer.Option(help="Keep <output>.work/ after success.", rich_help_panel=ADVANCED)
-    ] = False,
+    ] = TRAIN.overwrite,
+    keep_checkpoints: Annotated[bool, _advanced("Keep <output>.work/ when done.")] = TRAIN.keep_checkpoints,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Fine-tune a QA reader on SQuAD-format data; keeps the epoch with the best dev F1."""
-    from finetune.config import TrainConfig  # noqa: PLC0415 - keeps --help fast (no torch import)
-    from finetune.train import TrainingError, is_main_process  # noqa: PLC0415
-    from finetune.train import train as run_training
-
+    options = {k: v for k, v in locals().items() if k != "as_json"}
     with user_errors():
-        config = TrainConfig(
-            data=tuple(data), output=output, dev=dev, dev_fraction=dev_fraction, base_model=base_model,
-            epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum,
-            warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_seq_length=max_seq_length,
-            doc_stride=doc_stride, max_train_examples=max_train_examples, max_dev_examples=max_dev_examples,
-            seed=seed, early_stopping_patience=early_stopping_patience, resume=resume, save_dtype=save_dtype,
-            precision=precision, eval_batch_size=eval_batch_size, dataloader_workers=dataloader_workers,
-            overwrite=overwrite, keep_checkpoints=keep_checkpoints,
-        )  # fmt: skip
-        try:
-            # Trainer's progress bar and log lines print to stdout; stdout is kept for the result.
-            with contextlib.redirect_stdout(sys.stderr):
-                result = run_training(config)
-        except TrainingError as e:
-            raise ValueError(str(e)) from e
-    if not is_main_process():
+        config = TrainConfig(**{**options, "data": tuple(data)})
+        result = _run_training(config)
+    if result is None:
         return  # under torchrun every rank runs this command; rank 0 reports
     best, r = result.best_dev, result
     human = (
@@ -204,6 +200,18 @@ def train(
         f"in {r.seconds:.0f}s: dev EM {best['exact_match']:.2f} F1 {best['f1']:.2f} -> {r.output}"
     )
     _emit(result.to_json(), as_json, human)
+
+
+def _run_training(config: TrainConfig) -> Any:
+    """Train; the result on the main process, None on the others (torchrun)."""
+    from finetune.train import is_main_process  # noqa: PLC0415 - keeps --help fast (no torch import)
+    from finetune.train import train as run_training  # noqa: PLC0415
+
+    quiet_model_loading()
+    # Trainer's progress bar and log lines print to stdout; stdout is kept for the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_training(config)
+    return result if is_main_process() else None
 
 
 @app.command()
@@ -214,10 +222,13 @@ def evaluate(
     predictions: Annotated[Path | None, typer.Option(help="Write id -> answer JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.", rich_help_panel=ADVANCED)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda... (default: best available).")] = None,
-    max_seq_length: Annotated[int, typer.Option(help="Tokens per window.", rich_help_panel=ADVANCED)] = 384,
+    max_seq_length: Annotated[
+        int | None,
+        typer.Option(help="Tokens per window [default: the model's].", rich_help_panel=ADVANCED),
+    ] = None,
     doc_stride: Annotated[
-        int, typer.Option(help="Window overlap in tokens.", rich_help_panel=ADVANCED)
-    ] = 128,
+        int | None, typer.Option(help="Window overlap [default: the model's].", rich_help_panel=ADVANCED)
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed for --limit sampling.", rich_help_panel=ADVANCED)
     ] = SEED_DEFAULT,
@@ -234,10 +245,11 @@ def evaluate(
             model, data, limit=limit, predictions_out=predictions, batch_size=batch_size, device=device,
             max_seq_length=max_seq_length, doc_stride=doc_stride, seed=seed, precision=precision,
         )  # fmt: skip
-    human = f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  over {scores['n']} questions"
-    if "HasAns_f1" in scores:
-        human += f"  (HasAns F1 {scores['HasAns_f1']:.2f}, NoAns F1 {scores['NoAns_f1']:.2f})"
-    _emit(scores, as_json, human)
+    human = f"EM {scores.exact_match:.2f}  F1 {scores.f1:.2f}  over {scores.n} questions"
+    split_scores = scores.breakdown
+    if "HasAns_f1" in split_scores:
+        human += f"  (HasAns F1 {split_scores['HasAns_f1']:.2f}, NoAns F1 {split_scores['NoAns_f1']:.2f})"
+    _emit(scores.to_json(), as_json, human)
 
 
 @app.command()
@@ -254,8 +266,8 @@ def predict(
 
     with user_errors():
         if (context is None) == (context_file is None):
-            raise ValueError("give exactly one of --context or --context-file")
-        text = context if context is not None else context_file.read_text(encoding="utf-8")
+            raise ConfigError("give exactly one of --context or --context-file")
+        text = context if context is not None else _read_text(context_file)
         reader = Reader(model, device=device)
         reader.warm_up()
         (reading,) = reader.read(question, [text])
@@ -273,6 +285,18 @@ def predict(
     _emit(document, as_json, human)
 
 
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file's content.
+
+    Raises:
+        FileAccessError: it cannot be read, or is not UTF-8 (the message names it).
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FileAccessError(f"{path}: cannot read it as UTF-8 text ({e})") from None
+
+
 @app.command()
 def split(
     file: Annotated[Path, typer.Argument(help="SQuAD file (.json or .json.gz).")],
@@ -288,11 +312,10 @@ def split(
     with user_errors():
         summary = split_file(file, dev_articles, seed, train_out, dev_out)
     human = (
-        f"train: {summary['train_articles']} articles, {summary['train_questions']} questions"
-        f" -> {train_out}\n"
-        f"dev: {summary['dev_articles']} articles, {summary['dev_questions']} questions -> {dev_out}"
+        f"train: {summary.train_articles} articles, {summary.train_questions} questions -> {train_out}\n"
+        f"dev: {summary.dev_articles} articles, {summary.dev_questions} questions -> {dev_out}"
     )
-    _emit(summary, as_json, human)
+    _emit(summary.to_json(), as_json, human)
 
 
 if __name__ == "__main__":

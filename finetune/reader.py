@@ -7,6 +7,7 @@ through the model in one batched forward pass (chunked by ``batch_size``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -15,9 +16,12 @@ from typing import Any
 
 import torch
 
-from finetune.features import WindowSettings, fit_questions, prepare_eval_features
+from finetune.errors import ConfigError
+from finetune.features import fit_questions, prepare_eval_features
 from finetune.inference import autocast_dtype, forward_windows, pick_device
-from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
+from finetune.models import ModelNotFoundError
+from finetune.postprocess import WindowLogits, decode_question
+from finetune.reader_config import ReaderConfig
 from finetune.types import Reading
 
 logger = logging.getLogger(__name__)
@@ -27,7 +31,7 @@ class ReaderNotReadyError(RuntimeError):
     """``read()`` was called before ``warm_up()``."""
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(ModelNotFoundError):
     """A model directory that is there but cannot be loaded (garbage or truncated weights, a broken
     config or tokenizer); the message is one line naming the directory."""
 
@@ -47,15 +51,19 @@ class Reader:
         model_dir: str | Path,
         *,
         device: str | None = None,
-        max_seq_length: int = 384,
-        doc_stride: int = 128,
-        max_answer_length: int = 30,
-        n_best_size: int = 20,
+        max_seq_length: int | None = None,
+        doc_stride: int | None = None,
+        max_answer_length: int | None = None,
+        n_best_size: int | None = None,
         batch_size: int = 32,
         precision: str = "auto",
         num_threads: int | None = None,
     ) -> None:
-        """Check and store the settings; nothing is loaded until ``warm_up()``.
+        """Check and store the settings; only the small ``reader_config.json`` is read before ``warm_up()``.
+
+        The window and decoding settings are the model's own (``reader_config.json``, written by
+        ``finetune train``; the ``ReaderConfig`` defaults when the directory has none); the four
+        arguments below override them (None: keep the model's).
 
         Args:
             model_dir: a directory written by ``finetune train`` (or any QA model directory).
@@ -72,13 +80,22 @@ class Reader:
                 several times faster: the threads of one op wait for each other at every barrier.
         """
         self.model_dir = Path(model_dir)
-        self.windows = WindowSettings(max_seq_length, doc_stride)
-        self.decode = DecodeSettings(n_best_size, max_answer_length)
+        overrides = {
+            "max_seq_length": max_seq_length,
+            "doc_stride": doc_stride,
+            "max_answer_length": max_answer_length,
+            "n_best_size": n_best_size,
+        }
+        self.config = dataclasses.replace(
+            ReaderConfig.load(self.model_dir), **{k: v for k, v in overrides.items() if v is not None}
+        )
+        self.windows = self.config.windows
+        self.decode = self.config.decode
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         if num_threads is not None and num_threads < 1:
-            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+            raise ConfigError(f"num_threads must be at least 1, got {num_threads}")
         self.num_threads = num_threads
         self.device = pick_device(device)
         self.dtype = autocast_dtype(self.device, precision)
@@ -100,7 +117,7 @@ class Reader:
         speed comes from autocast instead, which keeps the numerically delicate parts in fp32.
 
         Raises:
-            FileNotFoundError: ``model_dir`` holds no model.
+            ModelNotFoundError: ``model_dir`` holds no model.
             ModelLoadError: its files cannot be loaded.
         """
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: PLC0415 - heavy
@@ -109,7 +126,7 @@ class Reader:
             if self._model is not None:
                 return
             if not (self.model_dir / "config.json").is_file():
-                raise FileNotFoundError(
+                raise ModelNotFoundError(
                     f"no model in {self.model_dir} (config.json missing): train one first"
                 )
             if self.num_threads is not None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from finetune.errors import ConfigError, FinetuneError
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_DRIFT = 10
 
 
-class SquadFormatError(ValueError):
+class SquadFormatError(FinetuneError, ValueError):
     """A file that cannot be read as SQuAD at all (the message is one line, naming the file)."""
 
 
@@ -409,7 +409,7 @@ def split_by_context(
         (train, dev), each in the original order.
     """
     if not 0.0 < dev_fraction < 1.0:
-        raise ValueError(f"dev_fraction must be between 0 and 1, got {dev_fraction}")
+        raise ConfigError(f"dev_fraction must be between 0 and 1, got {dev_fraction}")
     contexts = sorted({example.context for example in examples})
     random.Random(seed).shuffle(contexts)
     n_dev = max(1, round(len(contexts) * dev_fraction))
@@ -433,7 +433,7 @@ def split_articles(document: Any, source: str, dev_articles: int, seed: int) -> 
     """
     articles = _articles(Path(source), document)
     if not 0 < dev_articles < len(articles):
-        raise ValueError(
+        raise ConfigError(
             f"--dev-articles must be between 1 and {len(articles) - 1} for {source}, got {dev_articles}"
         )
     dev_indices = set(random.Random(seed).sample(range(len(articles)), dev_articles))
@@ -441,30 +441,3 @@ def split_articles(document: Any, source: str, dev_articles: int, seed: int) -> 
     train = {"version": version, "data": [a for i, a in enumerate(articles) if i not in dev_indices]}
     dev = {"version": version, "data": [a for i, a in enumerate(articles) if i in dev_indices]}
     return train, dev
-
-
-def write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON (gzipped when the name ends in ``.gz``) to a temp file, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(document, ensure_ascii=False).encode("utf-8")
-    if path.name.endswith(".gz"):
-        data = gzip.compress(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, _FILE_MODE & ~_umask())  # mkstemp makes 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_FILE_MODE = 0o666
-
-
-def _umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

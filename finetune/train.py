@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,14 +28,17 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
+    ProgressCallback,
     Trainer,
     TrainingArguments,
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from finetune.atomic import make_temp_dir, remove_path, replace_dir
 from finetune.config import TrainConfig
+from finetune.errors import FinetuneError
 from finetune.evaluation import EvalSet, build_eval_set, predict_answers, score_predictions
-from finetune.features import TrainFeature, WindowSettings, prepare_train_features
+from finetune.features import TrainFeature, prepare_train_features
 from finetune.inference import autocast_dtype, cpu_supports_bf16
 from finetune.models import resolve_model_ref
 from finetune.postprocess import DecodeSettings
@@ -53,7 +55,7 @@ GPU_PAD_MULTIPLE = 8
 MAX_WORKERS = 8
 
 
-class TrainingError(RuntimeError):
+class TrainingError(FinetuneError, RuntimeError):
     """Training cannot start or finish (the message says why)."""
 
 
@@ -307,21 +309,14 @@ def remove_leftovers(output: Path) -> list[Path]:
     Returns:
         The folders removed.
     """
-    pattern = re.compile(rf"\.{re.escape(output.name)}\.(old|[a-z0-9_]{{8}})")
+    # make_temp_dir's names end in 12 hex digits; mkdtemp's of earlier versions in 8 characters.
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.(old|[0-9a-f]{{12}}|[a-z0-9_]{{8}})")
     parent = output.parent if output.parent.is_dir() else None
     removed = [p for p in (parent.iterdir() if parent else ()) if pattern.fullmatch(p.name)]
     for path in removed:
         logger.info("removing %s, left by an earlier run that was interrupted", path)
-        _remove(path)
+        remove_path(path)
     return removed
-
-
-def _remove(path: Path) -> None:
-    """Delete a folder tree or a single file (an --overwrite'd output may have been a file)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _check_output(config: TrainConfig) -> None:
@@ -403,7 +398,7 @@ def _tokenize(
     config: TrainConfig,
 ) -> tuple[list[TrainFeature], EvalSet]:
     """Training windows with labels, and the dev set's windows."""
-    windows = WindowSettings(config.max_seq_length, config.doc_stride)
+    windows = config.reader_config().windows
     features = prepare_train_features(tokenizer, train_examples, windows)
     dev_set = build_eval_set(tokenizer, dev_examples, windows)
     logger.info(
@@ -422,7 +417,7 @@ def build_trainer(
     callbacks = []
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    return SquadTrainer(
+    trainer = SquadTrainer(
         model=model,
         args=args,
         train_dataset=FeatureDataset(features),
@@ -431,9 +426,23 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         squad_eval=dev_set,
-        decode=DecodeSettings(config.n_best_size, config.max_answer_length),
+        decode=config.reader_config().decode,
         pad_id=tokenizer.pad_token_id or 0,
     )
+    if trainer.pop_callback(ProgressCallback) is not None:  # absent when tqdm is disabled
+        trainer.add_callback(QuietProgressCallback())
+    return trainer
+
+
+class QuietProgressCallback(ProgressCallback):
+    """Trainer's progress bar without the dict it prints at every logging step.
+
+    The per-epoch loss and dev scores go to metrics.json, the training curve and the summary line
+    ``finetune train`` prints; between them, one bar is all a person needs to watch.
+    """
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        """Print nothing (the base class writes ``str(logs)`` under the bar)."""
 
 
 def epoch_history(log_history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -486,13 +495,13 @@ def write_output(
     config: TrainConfig, model: Any, tokenizer: Any, result: TrainResult, details: dict[str, Any]
 ) -> None:
     """Write model, tokenizer, metrics.json, curve and card to a temp dir, then rename it into place."""
-    config.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config.output.name}.", dir=config.output.parent))
+    tmp = make_temp_dir(config.output)
     try:
         if config.save_dtype == "float16":
             model = model.to(torch.float16)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        config.reader_config().save(tmp)  # served with the windows it was trained and evaluated with
         metrics = {
             **result.to_json(),
             **details,
@@ -504,32 +513,10 @@ def write_output(
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_training_curve(details["history"], tmp / "training_curve.png")
         write_model_card(metrics, tmp / "README.md")
-        _make_readable(tmp)
-        _replace_dir(tmp, config.output)
+        replace_dir(tmp, config.output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _make_readable(folder: Path) -> None:
-    """Give the temp dir (mkdtemp makes it 0700) and its files the modes the umask allows."""
-    mask = os.umask(0)
-    os.umask(mask)
-    folder.chmod(0o777 & ~mask)
-    for path in folder.iterdir():
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing target is swapped out first and removed after."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old")
-    _remove(old)
-    os.replace(target, old)
-    os.replace(new, target)
-    _remove(old)
 
 
 def _transformers_version() -> str:

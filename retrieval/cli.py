@@ -77,10 +77,10 @@ def _fail(message: str) -> typer.Exit:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn our errors (and bad settings values) into a one-line message and exit status 1."""
+    """Turn our errors (bad settings values included) into a one-line message and exit status 1."""
     try:
         yield
-    except (RetrievalError, ValueError) as error:
+    except RetrievalError as error:  # anything else is a bug: it keeps its traceback
         raise _fail(str(error)) from None
 
 

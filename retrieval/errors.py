@@ -7,6 +7,10 @@ class RetrievalError(Exception):
     """Base class for every error ``retrieval`` raises on bad input (a user error, not a bug)."""
 
 
+class SettingsError(RetrievalError, ValueError):
+    """A setting has a bad value, or a saved settings object holds unknown keys."""
+
+
 class IndexLoadError(RetrievalError):
     """The index directory is missing, corrupt, foreign or of an older format."""
 

@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from retrieval.encoder import TextEncoder
+from retrieval.errors import SettingsError
 from retrieval.index import BM25Index, top_k_order
 from retrieval.passages import Passage, ScoredPassage
 
@@ -50,13 +51,13 @@ class HybridSettings:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise SettingsError(f"retrieval mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
-            raise ValueError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
+            raise SettingsError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
         if self.fusion not in ("score", "rrf"):
-            raise ValueError(f"fusion must be score or rrf, got {self.fusion!r}")
+            raise SettingsError(f"fusion must be score or rrf, got {self.fusion!r}")
         if self.pool < 1:
-            raise ValueError(f"pool must be at least 1, got {self.pool}")
+            raise SettingsError(f"pool must be at least 1, got {self.pool}")
 
 
 def min_max(values: np.ndarray) -> np.ndarray:
@@ -134,7 +135,7 @@ class HybridIndex:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         mode = mode or self.settings.mode
         if mode not in MODES:
-            raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}, got {mode!r}")
+            raise SettingsError(f"retrieval mode must be one of {', '.join(MODES)}, got {mode!r}")
         if mode == "bm25":
             return self.bm25.search(query, top_k)
         cosines = self.vectors @ self.encoder.encode([query])[0]

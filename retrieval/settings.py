@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from retrieval.errors import SettingsError
+
 BM25Variant = Literal["okapi", "plus", "l"]
 VARIANTS: tuple[str, ...] = ("okapi", "plus", "l")
 
@@ -71,15 +73,15 @@ class IndexSettings:
 
     def __post_init__(self) -> None:
         if self.target_words < 1:
-            raise ValueError(f"target_words must be at least 1, got {self.target_words}")
+            raise SettingsError(f"target_words must be at least 1, got {self.target_words}")
         if self.max_words < self.target_words:
-            raise ValueError(f"max_words ({self.max_words}) must be >= target_words ({self.target_words})")
+            raise SettingsError(f"max_words ({self.max_words}) must be >= target_words ({self.target_words})")
         if self.overlap_sentences < 0:
-            raise ValueError(f"overlap_sentences must be >= 0, got {self.overlap_sentences}")
+            raise SettingsError(f"overlap_sentences must be >= 0, got {self.overlap_sentences}")
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+            raise SettingsError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
+            raise SettingsError(f"need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
         if self.synonyms is not None and not isinstance(self.synonyms, Path):
             object.__setattr__(self, "synonyms", Path(self.synonyms))
 
@@ -103,12 +105,12 @@ class IndexSettings:
         """The inverse of ``to_json``; unknown keys are an error (a manifest from another program).
 
         Raises:
-            ValueError: on unknown keys or invalid values.
+            SettingsError: on unknown keys or invalid values.
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown settings {unknown}")
+            raise SettingsError(f"unknown settings {unknown}")
         values = dict(data)
         if values.get("synonyms") is not None:
             values["synonyms"] = Path(values["synonyms"])

@@ -51,6 +51,6 @@ def test_webhook_secret_is_random_unless_configured(tmp_path: Path) -> None:
 
 def test_application_needs_a_token(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    engine = AnswerEngine(settings, reader=FakeReader(), index=FakeIndex())
+    engine = AnswerEngine.from_settings(settings, reader=FakeReader(), index=FakeIndex())
     with pytest.raises(ValueError, match="TELEGRAM_BOT_TOKEN"):
-        build_application(settings, engine, Store(settings))
+        build_application(settings, engine, Store.from_settings(settings))

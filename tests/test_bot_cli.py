@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from bot import cli
+from bot.config import SHIPPED_MODEL_DIR
 from bot.engine import AnswerEngine
+from bot.testing.fake_telegram import FakeTelegram
 from retrieval import build_index
 from tests.bot_fakes import CORPUS, FakeReader, free_port, write_corpus_docs
-from tests.fake_telegram import FakeTelegram
 
 BOT = Path(sys.executable).parent / "bot"
 ASK_KEYS = ["answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms"]
@@ -44,7 +46,9 @@ def indexed(tmp_path: Path) -> Path:
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """`bot ask` serves the FakeReader instead of loading a model."""
     monkeypatch.setattr(cli, "check_model", lambda settings: None)
-    monkeypatch.setattr(cli, "make_engine", lambda settings: AnswerEngine(settings, reader=FakeReader()))
+    monkeypatch.setattr(
+        cli, "make_engine", lambda settings: AnswerEngine.from_settings(settings, reader=FakeReader())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +134,44 @@ def test_ask_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
 
 
 def test_ask_without_a_model_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HELPLINE_MODEL_DIR")  # the default, which may fall back to the shipped reader
     monkeypatch.setattr("bot.config.SHIPPED_MODEL_DIR", tmp_path / "no-shipped-model")
     result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
     assert result.exit_code == 1
     assert "no reader model" in result.stderr and "finetune train" in result.stderr
+
+
+@pytest.mark.usefixtures("indexed")
+def test_a_mistyped_model_dir_is_an_error_not_the_shipped_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    typo = tmp_path / "var" / "modle"
+    monkeypatch.setenv("HELPLINE_MODEL_DIR", str(typo))
+    # Only reached if the typo were accepted: serve a fake rather than load the shipped reader.
+    monkeypatch.setattr(cli, "make_engine", lambda s: AnswerEngine.from_settings(s, reader=FakeReader()))
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
+    assert result.exit_code == 1, result.output
+    assert str(typo) in result.stderr and "HELPLINE_MODEL_DIR" in result.stderr
+
+
+def test_a_mistyped_model_dir_exits_1_without_a_traceback(tmp_path: Path) -> None:
+    typo = tmp_path / "some" / "typo"
+    env = {**os.environ, "HELPLINE_MODEL_DIR": str(typo)}
+    result = subprocess.run(
+        [BOT, "ask", "What is an insulinoma?"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert str(typo) in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_untouched_default_model_dir_falls_back_to_the_shipped_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HELPLINE_MODEL_DIR")
+    assert cli.load_settings().served_model_dir() == SHIPPED_MODEL_DIR
 
 
 @pytest.mark.usefixtures("fake_engine")
@@ -309,3 +347,18 @@ async def test_bot_run_against_a_server_that_is_no_bot_api_says_so(tmp_path: Pat
     assert process.returncode == 1
     assert f"the server at {wrong_url} (TELEGRAM_BASE_URL) is not a Telegram Bot API" in stderr
     assert "rejected TELEGRAM_BOT_TOKEN" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.usefixtures("indexed")
+def test_a_bug_while_loading_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    bug = ValueError("a bug in the reader")
+
+    class BrokenEngine:
+        def warm_up(self) -> None:
+            raise bug
+
+    monkeypatch.setattr(cli, "check_model", lambda settings: None)
+    monkeypatch.setattr(cli, "make_engine", lambda settings: BrokenEngine())
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
+    assert result.exception is bug
+    assert "cannot load the reader" not in result.stderr

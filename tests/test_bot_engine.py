@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -9,15 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine import AnswerEngine, fuse_candidates, normalise_bm25, sentence_around, softmax_with_null
+from bot.engine import AnswerEngine, EngineConfig
+from bot.errors import ModelDirError
+from bot.fusion import Fusion, fuse_candidates, normalise_bm25
+from bot.quoting import sentence_around
+from finetune.postprocess import softmax_with_null
 from finetune.types import Reading, Span
-from retrieval import ScoredPassage, build_index
-from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, corpus_passages, make_settings, write_corpus_docs
+from retrieval import ScoredPassage, build_index, load_index
+from tests.bot_fakes import (
+    CORPUS,
+    FakeIndex,
+    FakeReader,
+    corpus_passages,
+    make_settings,
+    write_corpus_docs,
+    write_fake_model,
+)
 
 
 def make_engine(tmp_path: Path, reader: FakeReader | None = None, **overrides) -> AnswerEngine:
     settings = make_settings(tmp_path, **overrides)
-    return AnswerEngine(settings, reader=reader or FakeReader(), index=FakeIndex())
+    return AnswerEngine.from_settings(settings, reader=reader or FakeReader(), index=FakeIndex())
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -51,11 +64,11 @@ def test_fusion_mu_weighs_reader_against_bm25(tmp_path: Path) -> None:
     # Passage 0: strong BM25, weak span; passage 1: weak BM25, strong span.
     retrieved = [ScoredPassage(passages[0], 40.0), ScoredPassage(passages[1], 1.0)]
     readings = [_reading(1.0), _reading(6.0)]
-    reader_only = fuse_candidates(retrieved, readings, make_settings(tmp_path, fusion_mu=1.0))
-    bm25_only = fuse_candidates(retrieved, readings, make_settings(tmp_path, fusion_mu=0.0))
+    reader_only = fuse_candidates(retrieved, readings, Fusion(1.0, 10.0))
+    bm25_only = fuse_candidates(retrieved, readings, Fusion(0.0, 10.0))
     assert reader_only[0].passage_index == 1
     assert bm25_only[0].passage_index == 0
-    mixed = fuse_candidates(retrieved, readings, make_settings(tmp_path, fusion_mu=0.5))
+    mixed = fuse_candidates(retrieved, readings, Fusion(0.5, 10.0))
     for c in mixed:
         assert c.fused == pytest.approx(0.5 * c.reader + 0.5 * c.bm25)
         assert 0.0 <= c.fused <= 1.0
@@ -64,7 +77,7 @@ def test_fusion_mu_weighs_reader_against_bm25(tmp_path: Path) -> None:
 def test_fusion_rejects_mismatched_readings(tmp_path: Path) -> None:
     retrieved = [ScoredPassage(p, 1.0) for p in corpus_passages()]
     with pytest.raises(ValueError, match="2 readings for 3 passages"):
-        fuse_candidates(retrieved, [_reading(1.0)] * 2, make_settings(tmp_path))
+        fuse_candidates(retrieved, [_reading(1.0)] * 2, Fusion(0.9, 10.0))
 
 
 @pytest.mark.parametrize(
@@ -150,7 +163,7 @@ def test_empty_question_is_rejected(tmp_path: Path) -> None:
 def test_warm_up_loads_the_real_index_from_settings(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
-    engine = AnswerEngine(settings, reader=FakeReader())
+    engine = AnswerEngine.from_settings(settings, reader=FakeReader())
     answer = engine.answer("What is an insulinoma?")
     assert engine.is_warm
     assert answer.text == CORPUS[1][3]
@@ -161,9 +174,10 @@ def test_warm_up_loads_the_real_index_from_settings(tmp_path: Path) -> None:
 def test_reload_swaps_the_reader_without_dropping_a_request_in_flight(tmp_path: Path) -> None:
     old, new = FakeReader(delay_s=0.5, name="old"), FakeReader(name="new")
     settings = make_settings(tmp_path)
+    write_fake_model(settings.model_dir)
     build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
     made_from = []
-    engine = AnswerEngine(
+    engine = AnswerEngine.from_settings(
         settings, reader=old, index=FakeIndex(), reader_factory=lambda d: made_from.append(d) or new
     )
     engine.warm_up()
@@ -184,10 +198,74 @@ def test_reindex_builds_and_serves_the_new_documents(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     docs = write_corpus_docs(settings.docs_dir)
     build_index(docs, settings.index_dir)
-    engine = AnswerEngine(settings, reader=FakeReader({"stevia": "leaves of the plant"}))
+    engine = AnswerEngine.from_settings(settings, reader=FakeReader({"stevia": "leaves of the plant"}))
     assert engine.answer("What is stevia made from?").passage is None
     (docs / "stevia.md").write_text("# Stevia\n\nStevia is a sweetener made from the leaves of the plant.\n")
     report = engine.reindex()
     assert (report.documents, report.skipped) == (4, [])
     answer = engine.answer("What is stevia made from?")
     assert answer.text == "leaves of the plant" and answer.title == "Stevia" and answer.source is None
+
+
+def test_reindex_rebuilds_the_index_that_reload_serves(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    write_fake_model(settings.model_dir)
+    docs = write_corpus_docs(settings.docs_dir)
+    build_index(docs, settings.index_dir)
+    other = tmp_path / "other-index"
+    build_index(docs, other)
+    stevia = FakeReader({"stevia": "leaves of the plant"})
+    engine = AnswerEngine.from_settings(settings, reader=stevia, reader_factory=lambda _d: stevia)
+    engine.reload(index_dir=other)
+    (docs / "stevia.md").write_text("# Stevia\n\nStevia is a sweetener made from the leaves of the plant.\n")
+    engine.reindex()
+    assert engine.index_dir == other
+    assert len(load_index(other).passages) == len(load_index(settings.index_dir).passages) + 1
+    assert engine.answer("What is stevia made from?").text == "leaves of the plant"
+
+
+def test_reload_does_not_fall_back_while_a_training_run_renames_the_model(tmp_path: Path) -> None:
+    """The default model dir, once served, vanishing for a moment is not "serve the shipped reader"."""
+    settings = make_settings(tmp_path)
+    build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
+    config = EngineConfig.from_settings(settings)
+    config = dataclasses.replace(config, fallback_model_dir=tmp_path / "shipped")  # as for the default
+    made_from: list[Path] = []
+    engine = AnswerEngine(config, reader_factory=lambda d: made_from.append(d) or FakeReader())
+    write_fake_model(settings.model_dir)
+    engine.warm_up()
+    assert made_from == [settings.model_dir]
+    # finetune train's final swap: the old output is renamed away before the new one is renamed in.
+    settings.model_dir.rename(tmp_path / "var" / ".model.old")
+    with pytest.raises(ModelDirError, match=str(settings.model_dir)):
+        engine.reload()
+    assert made_from == [settings.model_dir]
+    assert engine.model_dir == settings.model_dir
+
+
+def test_the_default_model_dir_falls_back_until_it_holds_a_model(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
+    shipped = write_fake_model(tmp_path / "shipped")
+    config = dataclasses.replace(EngineConfig.from_settings(settings), fallback_model_dir=shipped)
+    engine = AnswerEngine(config, reader_factory=lambda _d: FakeReader())
+    engine.warm_up()
+    assert engine.model_dir == shipped
+    write_fake_model(settings.model_dir)
+    engine.reload()
+    assert engine.model_dir == settings.model_dir
+
+
+def test_a_configured_model_dir_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, model_dir=tmp_path / "typo")
+    build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
+    engine = AnswerEngine.from_settings(settings, reader_factory=lambda _d: FakeReader())
+    with pytest.raises(ModelDirError, match="typo"):
+        engine.warm_up()
+
+
+def test_engine_config_holds_no_token(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, telegram_bot_token="123:secret")
+    config = EngineConfig.from_settings(settings)
+    assert "secret" not in repr(config)
+    assert config.fusion == Fusion.from_settings(settings) and config.top_k == settings.top_k

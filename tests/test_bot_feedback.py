@@ -27,12 +27,12 @@ runner = CliRunner()
 
 @pytest.fixture
 def engine(tmp_path: Path) -> AnswerEngine:
-    return AnswerEngine(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
+    return AnswerEngine.from_settings(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
 
 
 def make_store(tmp_path: Path, clock: FixedClock | None = None, **overrides) -> Store:
     """A store on HELPLINE_DB's path (the CLI finds it there too)."""
-    return Store(
+    return Store.from_settings(
         make_settings(tmp_path, db_path=Path(os.environ["HELPLINE_DB"]), **overrides),
         clock=clock or FixedClock(NOW),
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot import formatting
-from bot.engine import Answer, AnswerEngine, Timings
+from bot.answer import Answer, Timings
+from bot.engine import AnswerEngine
 from bot.store import PeriodStats, Stats
 from retrieval import Passage
 from retrieval.passages import content_id
@@ -75,7 +76,7 @@ def test_keyboard_ticks_the_chosen_vote() -> None:
 
 
 def test_answer_html_is_escaped_and_links_the_source(tmp_path: Path) -> None:
-    engine = AnswerEngine(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
+    engine = AnswerEngine.from_settings(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
     text = formatting.format_answer(engine.answer("What is Wolfram syndrome?"))
     title, source, _, phrase, _ = CORPUS[2]
     assert f"<b>{html.escape(phrase)}</b>" in text

@@ -49,6 +49,20 @@ def test_refused_questions_do_not_count() -> None:
     assert limiter.wait_time(1) == 0.0
 
 
+def test_the_rate_limiter_forgets_members_who_stopped_asking() -> None:
+    clock = Clock()
+    limiter = MemberRateLimiter(2, window_s=60.0, clock=clock)
+    for member in range(1000):
+        limiter.wait_time(member)
+    assert limiter.tracked_members == 1000
+    clock.now += 61
+    assert limiter.wait_time(5000) == 0.0
+    assert limiter.tracked_members == 1  # memory follows the members of the last window, not all ever seen
+    clock.now += 30
+    limiter.wait_time(5001)
+    assert limiter.wait_time(5000) == 0.0 and limiter.wait_time(5000) > 0  # the limit itself is unchanged
+
+
 def test_private_messages_are_always_questions() -> None:
     assert (
         addressed_question(message("What is MODY?", Chat.PRIVATE), "helpline_bot", BOT.id) == "What is MODY?"

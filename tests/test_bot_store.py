@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine import Answer, AnswerEngine, Timings
+from bot.answer import Answer, Timings
+from bot.engine import AnswerEngine
 from bot.migrations import MIGRATIONS, migrate
 from bot.store import Store
 from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, FixedClock, make_settings
@@ -23,11 +24,11 @@ UNANSWERED = "Is brittle diabetes rare?"
 
 @pytest.fixture
 def engine(tmp_path: Path) -> AnswerEngine:
-    return AnswerEngine(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
+    return AnswerEngine.from_settings(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
 
 
 def make_store(tmp_path: Path, clock: FixedClock | None = None, **overrides) -> Store:
-    return Store(make_settings(tmp_path, **overrides), clock=clock or FixedClock(NOW))
+    return Store.from_settings(make_settings(tmp_path, **overrides), clock=clock or FixedClock(NOW))
 
 
 def columns(conn: sqlite3.Connection, table: str) -> list[str]:

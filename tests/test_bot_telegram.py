@@ -20,9 +20,16 @@ from bot import formatting
 from bot.config import Settings
 from bot.engine import AnswerEngine
 from bot.store import Store
+from bot.testing.fake_telegram import GROUP_CHAT_ID, SECRET_HEADER, FakeTelegram
 from retrieval import build_index
-from tests.bot_fakes import CORPUS, FakeReader, make_settings, running_bot, write_corpus_docs
-from tests.fake_telegram import GROUP_CHAT_ID, SECRET_HEADER, FakeTelegram
+from tests.bot_fakes import (
+    CORPUS,
+    FakeReader,
+    make_settings,
+    running_bot,
+    write_corpus_docs,
+    write_fake_model,
+)
 
 ADMIN = 1
 MEMBER = 11
@@ -45,6 +52,7 @@ def settings(tmp_path: Path, telegram: FakeTelegram) -> Settings:
         polling_timeout=2,
         hash_member_ids=False,
     )
+    write_fake_model(settings.model_dir)  # /reload checks the model directory; the reader is a fake
     build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
     return settings
 
@@ -56,12 +64,13 @@ def reader() -> FakeReader:
 
 @pytest.fixture
 def engine(settings: Settings, reader: FakeReader) -> AnswerEngine:
-    return AnswerEngine(settings, reader=reader, reader_factory=lambda _dir: FakeReader(name="reloaded"))
+    reloaded = FakeReader(name="reloaded")
+    return AnswerEngine.from_settings(settings, reader=reader, reader_factory=lambda _dir: reloaded)
 
 
 @pytest.fixture
 def store(settings: Settings) -> Store:
-    return Store(settings)
+    return Store.from_settings(settings)
 
 
 @pytest.fixture(params=["polling", "webhook"])
@@ -305,8 +314,8 @@ async def test_rate_limit_answers_with_a_wait_message(
     telegram: FakeTelegram, tmp_path: Path, settings: Settings, reader: FakeReader
 ) -> None:
     limited = settings.model_copy(update={"rate_limit_per_minute": 2})
-    engine = AnswerEngine(limited, reader=reader)
-    async with running_bot(limited, engine, Store(limited)):
+    engine = AnswerEngine.from_settings(limited, reader=reader)
+    async with running_bot(limited, engine, Store.from_settings(limited)):
         for _ in range(3):
             telegram.send_text(MEMBER, INSULINOMA)
         replies = await reply_to(telegram, MEMBER, 3)
@@ -347,7 +356,7 @@ async def test_errors_are_logged_and_the_member_gets_an_apology(
         def read(self, question, contexts, top_k=1):
             raise RuntimeError("the reader broke")
 
-    engine = AnswerEngine(settings, reader=BrokenReader())
+    engine = AnswerEngine.from_settings(settings, reader=BrokenReader())
     async with running_bot(settings, engine, store):
         telegram.send_text(MEMBER, INSULINOMA)
         [reply] = await reply_to(telegram, MEMBER)
@@ -378,7 +387,7 @@ async def test_typing_is_renewed_while_a_slow_answer_is_computed(
     telegram: FakeTelegram, settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("bot.handlers.TYPING_REFRESH_S", 0.1)
-    engine = AnswerEngine(settings, reader=FakeReader(delay_s=0.35))
+    engine = AnswerEngine.from_settings(settings, reader=FakeReader(delay_s=0.35))
     async with running_bot(settings, engine, store):
         telegram.send_text(MEMBER, INSULINOMA)
         [reply] = await telegram.wait_for("sendMessage", chat_id=MEMBER)

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
-from bot.engine import AnswerEngine, Fusion, choose_answer, rank_candidates
+from bot.engine import AnswerEngine
+from bot.fusion import Fusion, choose_answer, rank_candidates
+from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
 from finetune.types import Reading, Span
 from tests.bot_fakes import FakeIndex, FakeReader, make_settings
 
@@ -99,10 +102,10 @@ def test_fusion_from_settings(tmp_path: Path) -> None:
 def test_offline_fusion_on_the_first_k_matches_the_engine_at_k(tmp_path: Path) -> None:
     """What the tuner relies on: gather(max k) then rank on the first k == answer() with top_k=k."""
     questions = ["What is brittle diabetes characterized by?", "What is an insulinoma?", "Is diabetes rare?"]
-    wide = AnswerEngine(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
+    wide = AnswerEngine.from_settings(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
     for k in (1, 2, 3):
         settings = make_settings(tmp_path, top_k=k, fusion_mu=0.4, min_confidence=0.45)
-        engine = AnswerEngine(settings, reader=FakeReader(), index=FakeIndex())
+        engine = AnswerEngine.from_settings(settings, reader=FakeReader(), index=FakeIndex())
         for question in questions:
             evidence = wide.gather(question, 3)
             scores = [sp.score for sp in evidence.retrieved[:k]]
@@ -164,3 +167,19 @@ def test_sweep_keeps_the_honesty_floor_even_when_answering_everything_scores_mor
     assert greedy.answered_share == pytest.approx(1.0) and greedy.no_answer_recall == 0.0
     assert honest.no_answer_recall == 1.0
     assert honest.f1 < greedy.f1  # the floor costs F1 here, and is kept anyway
+
+
+def test_the_bot_and_finetune_predict_give_a_span_one_probability() -> None:
+    """The reader's probability is one formula: ``decode_question`` and the fusion agree on it."""
+    offsets = np.array([[-1, -1], [0, 5], [6, 10], [11, 16]], dtype=np.int32)
+    windows = [
+        [WindowLogits(np.array([1.0, 4.0, 0.5, 0.1]), np.array([1.0, 0.2, 3.0, 0.1]), offsets)],
+        [WindowLogits(np.array([2.0, 0.5, 1.0, 0.1]), np.array([2.5, 0.2, 1.5, 0.1]), offsets)],
+    ]
+    context = "alpha beta gamma"
+    readings = decode_question([context, context], windows, DecodeSettings(), top_k=2)
+    candidates = rank_candidates([0.0, 0.0], readings, Fusion(1.0, 10.0, spans_per_passage=2))
+    for candidate in candidates:
+        assert candidate.reader == pytest.approx(candidate.span.probability)
+    # and the no-answer option keeps its share: a reader unsure everywhere is not 100% sure of a span
+    assert sum(c.reader for c in candidates) < 1.0

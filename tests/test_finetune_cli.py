@@ -186,6 +186,7 @@ def test_train_json_document(tmp_path: Path, model_dir: Path) -> None:
     result = _invoke(*args)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)  # exactly one JSON document: Trainer's progress went to stderr
+    assert "{'loss'" not in result.stderr and "Loading weights" not in result.stderr  # one bar, no dicts
     assert set(document) == {"output", "train_examples", "train_features", "epochs", "best_dev", "seconds"}
     assert document["output"] == str(output) and (output / "model.safetensors").is_file()
     again = _invoke(*args)
@@ -233,3 +234,46 @@ def test_a_directory_where_a_file_belongs_is_a_one_line_error(tmp_path: Path) ->
     _assert_one_line_error(
         _invoke("predict", "--model", tmp_path, "--question", "Q?", "--context", "x"), "no model in"
     )
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug"), OSError("a bug")])
+def test_a_bug_keeps_its_traceback_instead_of_passing_as_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bug: Exception
+) -> None:
+    def broken(*_args, **_kwargs):
+        raise bug
+
+    monkeypatch.setattr("finetune.commands.split_articles", broken)
+    data = write_squad_file(tmp_path)
+    result = _invoke("split", data, "--dev-articles", "1", "--train-out", tmp_path / "t.json",
+                     "--dev-out", tmp_path / "d.json")  # fmt: skip
+    assert result.exception is bug  # not turned into "error: a bug" and exit 1
+    assert "error: a bug" not in result.stderr
+
+
+def test_bad_values_are_still_one_line_errors(tmp_path: Path, model_dir: Path) -> None:
+    data = write_squad_file(tmp_path)
+    short = _invoke("check", data, "--max-seq-length", "8")
+    _assert_one_line_error(short, "max_seq_length must be at least 16")
+    same = _invoke("split", data, "--dev-articles", "1", "--train-out", tmp_path / "x.json",
+                   "--dev-out", tmp_path / "x.json")  # fmt: skip
+    _assert_one_line_error(same, "are the same file")
+    ask = ("predict", "--model", model_dir, "--question", "Q?")
+    missing = _invoke(*ask, "--context-file", tmp_path / "nope.txt")
+    _assert_one_line_error(missing, str(tmp_path / "nope.txt"))
+    bad_device = _invoke(*ask, "--context", "x", "--device", "gpu")
+    _assert_one_line_error(bad_device, "'gpu' is not a device")
+
+
+def test_library_reports_are_typed_and_print_as_the_documented_json(tmp_path: Path) -> None:
+    from finetune.commands import CheckReport, SplitReport, check_files, split_file  # noqa: PLC0415
+
+    data = write_squad_file(tmp_path)
+    report = check_files([data], str(tmp_path / "no-tokenizer"))
+    assert isinstance(report, CheckReport) and report.squad.questions > 0 and report.multi_window is None
+    assert json.loads(_invoke("check", data, "--json", "--tokenizer", tmp_path / "no-tokenizer").stdout) == (
+        report.to_json()
+    )
+    split = split_file(write_squad_file(tmp_path, "two.json"), 1, 0, tmp_path / "t.json", tmp_path / "d.json")
+    assert isinstance(split, SplitReport)
+    assert set(split.to_json()) == {"train_articles", "dev_articles", "train_questions", "dev_questions"}

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from finetune import inference
+from finetune.errors import ReaderConfigError
+from finetune.models import ModelNotFoundError
 from finetune.reader import ModelLoadError, Reader, ReaderNotReadyError
+from finetune.reader_config import ReaderConfig
 from tests.finetune_fixtures import CONTEXT_A1C, CONTEXT_FOOT, CONTEXT_INSULIN, make_model_dir
 
 CONTEXTS = [CONTEXT_INSULIN, CONTEXT_A1C * 4, CONTEXT_FOOT]  # the second needs several windows at 32 tokens
@@ -81,7 +84,7 @@ def test_read_before_warm_up_and_bad_arguments(model_dir: Path, tmp_path: Path) 
     assert reader.read(QUESTION, []) == []
     with pytest.raises(ValueError, match="top_k must be at least 1"):
         reader.read(QUESTION, CONTEXTS, top_k=0)
-    with pytest.raises(FileNotFoundError, match="no model in"):
+    with pytest.raises(ModelNotFoundError, match="no model in"):
         Reader(tmp_path / "missing", device="cpu").warm_up()
 
 
@@ -150,3 +153,22 @@ def test_garbage_weights_are_a_one_line_model_load_error(model_dir: Path, tmp_pa
     with pytest.raises(ModelLoadError, match=f"model files in {broken} are broken") as caught:
         Reader(broken, device="cpu").warm_up()
     assert "\n" not in str(caught.value)
+
+
+def test_the_reader_reads_with_the_model_directorys_window_settings(model_dir: Path, tmp_path: Path) -> None:
+    trained = tmp_path / "trained-at-48"
+    shutil.copytree(model_dir, trained)
+    ReaderConfig(max_seq_length=48, doc_stride=16, max_answer_length=5).save(trained)
+    reader = Reader(trained, device="cpu")
+    assert (reader.windows.max_seq_length, reader.windows.doc_stride) == (48, 16)
+    assert reader.decode.max_answer_length == 5
+    # an explicit argument still wins over the file
+    assert Reader(trained, device="cpu", max_answer_length=7).decode.max_answer_length == 7
+
+
+def test_a_bad_reader_config_names_the_file(model_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "reader_config.json").write_text('{"max_seq_length": 48, "stride": 16}')
+    with pytest.raises(ReaderConfigError, match="reader_config.json: unknown keys"):
+        Reader(broken, device="cpu")

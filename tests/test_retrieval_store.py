@@ -15,9 +15,9 @@ from retrieval import (
     IndexSettings,
     RetrievalError,
     build_index,
+    generations,
     load_index,
 )
-from retrieval import generations
 from retrieval import store as store_module
 from retrieval.ingest import read_folder
 from retrieval.store import MANIFEST, PASSAGES

@@ -1,0 +1,53 @@
+"""What the answer engine hands out: ``Answer`` and its ``Timings`` (types only, light to import).
+
+The store and the formatting import these without loading the engine, the reader or the BM25 stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from finetune.types import Span
+from retrieval import Passage, ScoredPassage
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock milliseconds spent on one answer."""
+
+    retrieval_ms: float
+    reading_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The engine's reply to one question.
+
+    Attributes:
+        text: the answer span's text, or None when the documents do not answer the question.
+        confidence: fused score of the best candidate, in [0, 1].
+        passage: the passage the answer comes from; when ``text`` is None, the best passage to read.
+        span: the answer span (offsets into ``passage.text``), None when there is no answer.
+        sentence: the sentence(s) of ``passage`` around the span, None when there is no answer.
+        title: ``passage.title`` (None without a passage).
+        source: ``passage.source`` (None without a passage or when the document gives none).
+        timings: where the time went.
+        retrieved: every passage retrieved for the question, best BM25 first (for the store, so that
+            ``export-feedback`` can rebuild the reader's contexts).
+    """
+
+    text: str | None
+    confidence: float
+    passage: Passage | None
+    span: Span | None
+    sentence: str | None
+    title: str | None
+    source: str | None
+    timings: Timings
+    retrieved: tuple[ScoredPassage, ...] = ()
+
+    @property
+    def answered(self) -> bool:
+        """True when the engine found an answer above the confidence threshold."""
+        return self.text is not None

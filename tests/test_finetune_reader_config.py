@@ -1,0 +1,56 @@
+"""reader_config.json: the window and decoding settings that travel with a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.errors import ReaderConfigError
+from finetune.reader_config import READER_CONFIG_FILE, ReaderConfig
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "reader"
+
+
+def test_save_then_load_round_trips(tmp_path: Path) -> None:
+    config = ReaderConfig(max_seq_length=256, doc_stride=64, max_answer_length=20, n_best_size=10)
+    path = config.save(tmp_path)
+    assert path == tmp_path / READER_CONFIG_FILE
+    assert json.loads(path.read_text()) == config.to_json()
+    assert ReaderConfig.load(tmp_path) == config
+    assert (config.windows.max_seq_length, config.decode.max_answer_length) == (256, 20)
+
+
+def test_a_directory_without_the_file_reads_with_the_defaults(tmp_path: Path) -> None:
+    assert ReaderConfig.load(tmp_path) == ReaderConfig()
+
+
+def test_missing_keys_take_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / READER_CONFIG_FILE).write_text('{"max_seq_length": 256}')
+    assert ReaderConfig.load(tmp_path) == ReaderConfig(max_seq_length=256)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ('{"max_seq_length": 384, "max_seq_lenght": 256}', "unknown keys ['max_seq_lenght']"),
+        ('{"doc_stride": 500}', "doc_stride must be in"),
+        ('{"max_answer_length": "30"}', "max_answer_length must be int"),
+        ('{"n_best_size": true}', "n_best_size must be int"),
+        ("[384, 128]", "expected a JSON object"),
+        ("{", "not JSON"),
+    ],
+)
+def test_bad_files_are_errors_naming_the_file(tmp_path: Path, content: str, fragment: str) -> None:
+    (tmp_path / READER_CONFIG_FILE).write_text(content)
+    with pytest.raises(ReaderConfigError) as error:
+        ReaderConfig.load(tmp_path)
+    assert str(tmp_path / READER_CONFIG_FILE) in str(error.value) and fragment in str(error.value)
+
+
+def test_the_shipped_reader_carries_its_training_settings() -> None:
+    config = ReaderConfig.load(SHIPPED)
+    trained = json.loads((SHIPPED / "metrics.json").read_text())["settings"]
+    assert (config.max_seq_length, config.doc_stride, config.max_answer_length) == (384, 128, 30)
+    assert config.to_json() == {key: trained[key] for key in config.to_json()}
