@@ -1,33 +1,20 @@
 """Answer latency of the engine (the ``bot ask`` path, ``AnswerEngine.answer``) on the bundled index.
 
 100 questions (the first 100 of ``data/diabetes-qa/dev.json``) are answered with the shipped reader
-against an index of ``data/docs`` built into a temp dir, after a warm-up, by several configurations in
-the same run: the served one (the defaults of ``bot/config.py``) and baselines that each undo one
-choice (more passages, more threads, fp32 without autocast, passages read one by one), plus the engine
-as it was before tuning (k=5, torch's default threads). To be fair under a varying load, the
-configurations take turns in blocks of ``BLOCK`` questions, each block after one untimed question.
+against a hybrid index of ``data/docs`` built into a temp dir, after a warm-up, by several
+configurations in the same run: the served one (the defaults of ``bot/config.py``: hybrid retrieval,
+``top_k`` passages, calibrated confidence) and baselines that each undo one choice (one passage, more
+threads, fp32 without autocast, passages read one by one), plus the engine as it was before hybrid
+retrieval (BM25, one passage). To be fair under a varying load, the configurations take turns in
+blocks of ``BLOCK`` questions, each block after one untimed question.
 
 This machine is shared: the 1-minute load average is sampled around every block and printed next to
 every timing; when a configuration's mean load is above ``--max-load``, its measurement is repeated
 (``--retries`` times) and the run with the lowest load is kept.
 
-Goal: p50 under 150 ms for the served configuration on this 2-core machine.
-
-Two full runs (26 Nov 2026, 2 cores with AMX, shared; p50 / p95 ms and the run's mean load average):
-
-=====================================  ==================  ==================
-configuration                          run 1               run 2
-=====================================  ==================  ==================
-served (k=1, 1 thread, bf16 autocast)  28.7 / 47.8 (2.6)   30.7 / 47.4 (3.0)
-served, fp32 (no autocast)             45.7 / 62.9 (2.6)   46.3 / 63.9 (2.9)
-served, torch's default 2 threads      276.9 / 1564 (2.6)  25.6 / 39.2 (2.9)
-k=5                                    112.8 / 212 (2.7)   135.5 / 214 (2.8)
-k=5, one passage at a time             148.2 / 227 (2.7)   186.8 / 251 (2.7)
-before tuning (k=5, 2 threads)         601.2 / 1619 (2.7)  1565 / 1687 (3.0)
-=====================================  ==================  ==================
-
-Retrieval is ~0.3 ms of it; the rest is reading. bf16 autocast gave the same answers as fp32 on all
-100 questions, 1.5x faster; two threads are a gamble on a contended machine, one thread is steady.
+Goal: p50 under 150 ms for the served configuration on this 2-core machine. Runs before hybrid
+retrieval (k=1, BM25) measured p50 28.7-30.7 ms served, 113-136 ms at k=5; the README's benchmark
+table has the latest run.
 
 Usage:
     .venv/bin/python bench/bench_answer_latency.py            # table
@@ -52,12 +39,13 @@ from pathlib import Path
 
 import torch
 
+from bot.calibration import Calibration
 from bot.config import SHIPPED_MODEL_DIR, Settings
 from bot.engine import AnswerEngine, ReaderLike
 from finetune.reader import Reader
 from finetune.squad import load_squad
 from finetune.types import Reading
-from retrieval import build_index, load_index
+from retrieval import HybridSettings, SentenceEncoder, build_index, load_index
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "data" / "docs"
@@ -80,9 +68,8 @@ class Config:
     threads: int  # torch.set_num_threads; 0: one per core (torch's default)
     precision: str = "auto"
     one_by_one: bool = False
-    # Fusion weight and threshold; None: the served settings' (they change answers, not speed).
-    fusion_mu: float | None = None
-    min_confidence: float | None = None
+    # bm25 for the engine before hybrid retrieval; None: the served settings' mode.
+    retrieval_mode: str | None = None
 
 
 @dataclass
@@ -117,16 +104,16 @@ class OneByOneReader:
 def configs(served: Settings, quick: bool) -> list[Config]:
     """The served configuration first, then the baselines."""
     mine = Config(SERVED, served.top_k, served.reader_threads)
-    # The engine before this tuning: k=5, mu 0.5, threshold 0.3, torch's default threads.
-    old = Config("before tuning: k=5, default threads", 5, 0, fusion_mu=0.5, min_confidence=0.3)
+    # The engine before hybrid retrieval and calibration: BM25, one passage read.
+    old = Config("before: bm25, k=1", 1, served.reader_threads, retrieval_mode="bm25")
     if quick:
         return [mine, old]
     return [
         mine,
         dataclasses.replace(mine, name="served, fp32 (no autocast)", precision="fp32"),
         dataclasses.replace(mine, name="served, default threads", threads=0),
-        dataclasses.replace(mine, name="k=5", top_k=5),
-        dataclasses.replace(mine, name="k=5, one passage at a time", top_k=5, one_by_one=True),
+        dataclasses.replace(mine, name="k=1", top_k=1),
+        dataclasses.replace(mine, name="served k, one passage at a time", one_by_one=True),
         old,
     ]
 
@@ -137,8 +124,11 @@ def set_threads(threads: int) -> None:
 
 
 def make_engines(settings: Settings, plan: Sequence[Config]) -> dict[str, AnswerEngine]:
-    """One engine per configuration, sharing the index and one reader per precision."""
-    index = load_index(settings.index_dir)
+    """One engine per configuration, sharing the indexes and one reader per precision."""
+    encoder = SentenceEncoder(num_threads=settings.reader_threads or None)
+    hybrid_settings = HybridSettings(settings.retrieval_mode, settings.dense_weight)
+    hybrid = load_index(settings.index_dir, encoder, hybrid_settings)
+    lexical = load_index(settings.index_dir)
     readers: dict[str, Reader] = {}
     engines = {}
     for config in plan:
@@ -153,13 +143,15 @@ def make_engines(settings: Settings, plan: Sequence[Config]) -> dict[str, Answer
         reader_like: ReaderLike = readers[config.precision]
         if config.one_by_one:
             reader_like = OneByOneReader(reader_like)
-        changes = {"top_k": config.top_k, "reader_threads": config.threads}
-        if config.fusion_mu is not None:
-            changes["fusion_mu"] = config.fusion_mu
-        if config.min_confidence is not None:
-            changes["min_confidence"] = config.min_confidence
+        changes: dict = {"top_k": config.top_k, "reader_threads": config.threads}
+        if config.retrieval_mode is not None:
+            changes["retrieval_mode"] = config.retrieval_mode
         engine_settings = settings.model_copy(update=changes)
-        engines[config.name] = AnswerEngine.from_settings(engine_settings, reader=reader_like, index=index)
+        index = lexical if engine_settings.retrieval_mode == "bm25" else hybrid
+        calibration = Calibration.load(settings.served_model_dir())
+        engines[config.name] = AnswerEngine.from_settings(
+            engine_settings, reader=reader_like, index=index, calibration=calibration
+        )
     return engines
 
 
@@ -283,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     questions = questions_from(QUESTIONS, n)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         settings = Settings(_env_file=None, index_dir=Path(tmp) / "index", model_dir=SHIPPED_MODEL_DIR)
-        build_index(DOCS, settings.index_dir)
+        build_index(DOCS, settings.index_dir, encoder=SentenceEncoder())
         plan = configs(settings, args.quick)
         engines = make_engines(settings, plan)
     for config in plan:  # warm-up: first calls allocate and pick kernels

@@ -1,25 +1,33 @@
-"""Tune the answer engine's top_k, fusion mu and min_confidence on the diabetes dev questions.
+"""Tune the answer engine and fit its calibrated confidence on the diabetes dev questions.
 
-Every question of ``data/diabetes-qa/dev.json`` (SQuAD v2, ~11% unanswerable) is asked open-domain
-against an index of the bundled documents (``data/docs``, built into a temp dir), with the shipped
-reader, exactly as ``bot ask`` would: ``AnswerEngine.gather`` retrieves and reads the largest k once per
-question, then the grid is searched offline with the engine's own pure functions
-(``bot.engine.rank_candidates`` and ``choose_answer``) on the first k passages. A passage's reading
-does not depend on the passages read with it, so this is what the engine would answer at each k.
+Every question of ``data/diabetes-qa/dev.json`` (SQuAD v2: 433 questions over 19 documents no training
+step saw, ~13% unanswerable) is asked open-domain against an index of the bundled documents, exactly as
+``bot ask`` asks it: ``AnswerEngine.gather`` retrieves (hybrid) and reads the top ``K_MAX`` passages
+once per question; every setting is then scored offline with the engine's own pure functions
+(``bot.fusion.rank_candidates``) on the first k passages (a passage's reading does not depend on the
+passages read with it).
 
-Scoring is the SQuAD v2 metric of ``finetune.metrics``: an unanswerable question is right when the
-engine gives no answer; an answerable one scores EM/F1 of the engine's answer against the gold answers
-(no answer scores 0). The objective is F1; ties go to the smaller k (faster; F1 within one question's
-worth, 100/n points, is a tie), then the smaller mu.
-Within one (k, mu) the threshold is the middle of the run of thresholds that reach the best F1.
+For each k (passages read):
 
-The chosen values are tuned and scored on the same 206 questions, so the dev numbers are flattering.
-For a fairer figure the script also runs a 2-fold check by document: tune on the questions of half the
-documents, score the other half, and the other way round (``held-out`` in the output).
+- every candidate (each passage's best span) is "right" when its token F1 with a gold answer is >= 0.5
+  (never, for an unanswerable question);
+- the confidence model (``bot.calibration``, logistic regression over all candidates) is fitted with
+  5-fold cross-validation *by document*, so every candidate's probability comes from a model that never
+  saw its document; each question is answered with its likeliest candidate, as the engine does;
+- the threshold is the lowest one whose out-of-fold answers are >= 80% right (``--target-precision``, default
+  ``bot.calibration.DEFAULT_TARGET_PRECISION``).
+
+The figures reported per setting are these out-of-fold ones: share of answerable questions answered
+right, precision of the answers, share of unanswerable questions declined. The choice of setting is made
+on the same questions, so ``held_out`` repeats the whole procedure (choose the setting, fit, pick the
+threshold) on half of the documents and scores the other half, both ways round.
+
+``--write-calibration`` fits the chosen setting's model on all dev questions and writes it as
+``calibration.json`` into the model directory (the engine loads it with the model).
 
 Usage:
-    .venv/bin/python bench/tune_engine.py            # grid search on dev, table + chosen values
-    .venv/bin/python bench/tune_engine.py --json     # the same, as one JSON document on stdout
+    .venv/bin/python bench/tune_engine.py [--model models/reader] [--index var/tune/index] [--json]
+    .venv/bin/python bench/tune_engine.py --write-calibration   # writes models/reader/calibration.json
 """
 
 from __future__ import annotations
@@ -28,8 +36,8 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -37,76 +45,170 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.calibration import (
+    DEFAULT_TARGET_PRECISION,
+    FEATURES,
+    RIGHT_F1,
+    Calibration,
+    Coverage,
+    Outcome,
+    best_per_question,
+    coverage_at,
+    fit,
+    out_of_fold,
+    threshold_for_precision,
+)
 from bot.config import SHIPPED_MODEL_DIR, Settings
 from bot.engine import AnswerEngine
-from bot.fusion import Fusion, choose_answer, rank_candidates
-from finetune.metrics import exact_match, f1, squad_scores
+from bot.fusion import rank_candidates
+from finetune.metrics import exact_match, f1
 from finetune.squad import SquadExample, load_squad
 from finetune.types import Reading
-from retrieval import build_index
+from retrieval import ScoredPassage, SentenceEncoder, build_index
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "data" / "docs"
 QA_DIR = ROOT / "data" / "diabetes-qa"
 
-# --- the grid -----------------------------------------------------------------------------------
 K_VALUES = (1, 3, 5, 8)
-MU_VALUES = tuple(round(i / 10, 1) for i in range(11))
-THRESHOLDS = tuple(round(i / 100, 2) for i in range(101))
-# Two F1 values closer than this are a tie (sums of floats over 206 questions).
-TIE = 1e-9
-# The honesty floor: a setting must decline at least this share of the dev questions that the documents
-# do not answer. F1 alone rewards answering everything (only ~11% of dev is unanswerable), but a health
-# helpline that never says "I don't know" invents answers; the floor keeps the threshold meaningful.
-MIN_NO_ANSWER_RECALL = 0.5
+K_MAX = max(K_VALUES)
+# Precisions for the risk-coverage table.
+PRECISIONS = (0.95, 0.9, 0.85, 0.8, 0.75)
 
 
 @dataclass(frozen=True)
 class Observed:
-    """One question's cached evidence: gold answers, BM25 scores and readings of the top max-k passages."""
+    """One question's cached evidence: gold answers and the top K_MAX passages with their readings."""
 
     id: str
     document: str
     golds: tuple[str, ...]
-    bm25: tuple[float, ...]
+    retrieved: tuple[ScoredPassage, ...]
     readings: tuple[Reading, ...]
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One point of the grid with its dev scores."""
+class SettingScore:
+    """One setting's out-of-fold figures."""
 
     k: int
-    mu: float
     threshold: float
-    exact_match: float
-    f1: float
-    answered_share: float
-    no_answer_recall: float  # share of the unanswerable questions declined
+    coverage: Coverage
+    right_answering_all: float  # share of answerable questions right if the engine never declined
 
 
-def question_score(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
-    """(EM, F1) of one prediction against its golds ("" is no answer; no golds: unanswerable)."""
-    targets = golds or ("",)
-    return max(exact_match(prediction, g) for g in targets), max(f1(prediction, g) for g in targets)
+def is_right(text: str, golds: Sequence[str]) -> bool:
+    return bool(golds) and max(f1(text, g) for g in golds) >= RIGHT_F1
 
 
-def observe(engine: AnswerEngine, examples: Sequence[SquadExample], k_max: int) -> list[Observed]:
-    """Retrieve and read the top ``k_max`` passages of every question once (the slow part)."""
+def outcomes(observed: Sequence[Observed], k: int) -> list[tuple[Outcome, str]]:
+    """Every candidate (one per passage with a span) of every question at k, with its text."""
+    result = []
+    for q in observed:
+        candidates = rank_candidates(q.retrieved[:k], q.readings[:k], retrieval_weight=0.0)
+        if not candidates:  # nothing read: the engine declines; one featureless, unsure candidate
+            features = dict.fromkeys(FEATURES, 0.0)
+            result.append((Outcome(q.id, q.document, bool(q.golds), False, features), ""))
+        for c in candidates:
+            right = is_right(c.span.text, q.golds)
+            result.append((Outcome(q.id, q.document, bool(q.golds), right, c.features), c.span.text))
+    return result
+
+
+def score_setting(observed: Sequence[Observed], k: int, target: float) -> SettingScore:
+    outs = [o for o, _ in outcomes(observed, k)]
+    chosen, probabilities = best_per_question(outs, out_of_fold(outs))
+    threshold = threshold_for_precision(probabilities, chosen, target)
+    answerable = sum(o.answerable for o in chosen) or 1
+    return SettingScore(
+        k, threshold, coverage_at(probabilities, chosen, threshold), sum(o.right for o in chosen) / answerable
+    )
+
+
+def grid(observed: Sequence[Observed], target: float) -> list[SettingScore]:
+    return [score_setting(observed, k, target) for k in K_VALUES]
+
+
+def choose(scores: Sequence[SettingScore]) -> SettingScore:
+    """Most answerable questions answered right at the target precision; ties (one question's worth):
+    fewer passages read (faster)."""
+    top = max(s.coverage.right for s in scores)
+    tie = 1.0 / 100  # about one question of ~380 answerable ones
+    return min((s for s in scores if s.coverage.right >= top - tie), key=lambda s: s.k)
+
+
+def risk_coverage(observed: Sequence[Observed], k: int) -> list[Coverage]:
+    """Out-of-fold figures at the thresholds that reach each precision in PRECISIONS, and answering all."""
+    outs = [o for o, _ in outcomes(observed, k)]
+    chosen, probabilities = best_per_question(outs, out_of_fold(outs))
+    rows = [
+        coverage_at(probabilities, chosen, threshold_for_precision(probabilities, chosen, p))
+        for p in PRECISIONS
+    ]
+    return [*rows, coverage_at(probabilities, chosen, 0.0)]
+
+
+def _fit(observed: Sequence[Observed], k: int, target: float, fitted_on: str = "") -> Calibration:
+    outs = [o for o, _ in outcomes(observed, k)]
+    return fit(outs, top_k=k, retrieval_weight=0.0, target_precision=target, fitted_on=fitted_on)
+
+
+def _answers(
+    observed: Sequence[Observed], k: int, calibration: Calibration
+) -> list[tuple[Outcome, str, bool]]:
+    """Each question's chosen candidate under ``calibration``: (outcome, text, answered)."""
+    pairs = outcomes(observed, k)
+    probabilities = [calibration.probability(o.features) for o, _ in pairs]
+    best: dict[str, tuple[Outcome, str, float]] = {}
+    for (o, text), p in zip(pairs, probabilities, strict=True):
+        if o.question_id not in best or p > best[o.question_id][2]:
+            best[o.question_id] = (o, text, p)
+    return [(o, text, p >= calibration.threshold) for o, text, p in best.values()]
+
+
+def held_out(observed: Sequence[Observed], target: float, folds: int = 2) -> dict[str, float]:
+    """The whole procedure on half the documents, scored on the other half (pooled over both halves)."""
+    documents = sorted({q.document for q in observed})
+    fold_of = {doc: i % folds for i, doc in enumerate(documents)}
+    right = answered = answerable = declined = unanswerable = 0
+    for fold in range(folds):
+        tune_part = [q for q in observed if fold_of[q.document] != fold]
+        test_part = [q for q in observed if fold_of[q.document] == fold]
+        chosen = choose(grid(tune_part, target))
+        for outcome, _, answers in _answers(test_part, chosen.k, _fit(tune_part, chosen.k, target)):
+            answered += answers
+            right += answers and outcome.right
+            answerable += outcome.answerable
+            unanswerable += not outcome.answerable
+            declined += not answers and not outcome.answerable
+    return {
+        "right": right / max(answerable, 1),
+        "precision": right / answered if answered else 1.0,
+        "declined_unanswerable": declined / max(unanswerable, 1),
+        "folds": folds,
+    }
+
+
+def squad_style(observed: Sequence[Observed], k: int, calibration: Calibration) -> dict[str, float]:
+    """EM/F1 (SQuAD v2 style: a declined unanswerable question scores 1) with in-sample confidence."""
+    golds_of = {q.id: q.golds for q in observed}
+    em = f1_total = 0.0
+    for outcome, text, answers in _answers(observed, k, calibration):
+        given = text if answers else ""
+        golds = golds_of[outcome.question_id] or ("",)
+        em += max(exact_match(given, g) for g in golds)
+        f1_total += max(f1(given, g) for g in golds)
+    return {"exact_match": 100 * em / len(observed), "f1": 100 * f1_total / len(observed)}
+
+
+def observe(engine: AnswerEngine, examples: Sequence[SquadExample]) -> list[Observed]:
+    """Retrieve and read the top K_MAX passages of every question once (the slow part)."""
     observed = []
     started = time.perf_counter()
     for n, example in enumerate(examples, 1):
-        evidence = engine.gather(example.question, k_max)
+        evidence = engine.gather(example.question, K_MAX)
         golds = tuple(a.text for a in example.answers)
-        observed.append(
-            Observed(
-                example.id,
-                example.title,
-                golds,
-                tuple(sp.score for sp in evidence.retrieved),
-                evidence.readings,
-            )
-        )
+        observed.append(Observed(example.id, example.title, golds, evidence.retrieved, evidence.readings))
         if n % 50 == 0:
             print(
                 f"  read {n}/{len(examples)} questions, {time.perf_counter() - started:.0f} s",
@@ -115,214 +217,100 @@ def observe(engine: AnswerEngine, examples: Sequence[SquadExample], k_max: int) 
     return observed
 
 
-def best_per_question(
-    observed: Sequence[Observed], k: int, mu: float, base: Fusion
-) -> list[tuple[float, str]]:
-    """Each question's best candidate at (k, mu) as (fused score, text); (-1, "") without one."""
-    fusion = Fusion(mu, base.bm25_half_score, base.spans_per_passage)
-    best = []
-    for q in observed:
-        candidates = rank_candidates(q.bm25[:k], q.readings[:k], fusion)
-        winner = choose_answer(candidates, min_confidence=0.0)
-        best.append((winner.fused, winner.span.text) if winner else (-1.0, ""))
-    return best
-
-
-def pick_threshold(f1_by_threshold: Sequence[float]) -> int:
-    """Index of the middle of the first run of thresholds reaching the best F1."""
-    top = max(f1_by_threshold)
-    first = next(i for i, value in enumerate(f1_by_threshold) if value >= top - TIE)
-    last = first
-    while last + 1 < len(f1_by_threshold) and f1_by_threshold[last + 1] >= top - TIE:
-        last += 1
-    return (first + last) // 2
-
-
-def no_answer_recall(
-    observed: Sequence[Observed], best: Sequence[tuple[float, str]], threshold: float
-) -> float:
-    """Share of the unanswerable questions that the engine declines at ``threshold`` (1.0 if none)."""
-    declined = [fused < threshold for q, (fused, _) in zip(observed, best, strict=True) if not q.golds]
-    return sum(declined) / len(declined) if declined else 1.0
-
-
-def sweep_thresholds(
-    observed: Sequence[Observed],
-    best: Sequence[tuple[float, str]],
-    k: int,
-    mu: float,
-    min_no_answer: float = MIN_NO_ANSWER_RECALL,
-) -> Setting:
-    """The best threshold for one (k, mu) among those meeting the honesty floor, scored on every question."""
-    answered = [question_score(text, q.golds) for q, (_, text) in zip(observed, best, strict=True)]
-    silent = [question_score("", q.golds) for q in observed]
-    totals, allowed = [], []
-    for t in THRESHOLDS:
-        picks = [a if fused >= t else s for (fused, _), a, s in zip(best, answered, silent, strict=True)]
-        totals.append((sum(p[0] for p in picks), sum(p[1] for p in picks)))
-        honest = no_answer_recall(observed, best, t) >= min_no_answer
-        allowed.append(totals[-1][1] if honest else -math.inf)
-    # Declining more is monotone in the threshold, so the top threshold is honest when any is.
-    i = pick_threshold(allowed) if max(allowed) > -math.inf else len(THRESHOLDS) - 1
-    n = len(observed)
-    share = sum(fused >= THRESHOLDS[i] for fused, _ in best) / n
-    recall = no_answer_recall(observed, best, THRESHOLDS[i])
-    return Setting(k, mu, THRESHOLDS[i], 100 * totals[i][0] / n, 100 * totals[i][1] / n, share, recall)
-
-
-def grid_search(
-    observed: Sequence[Observed], base: Fusion, min_no_answer: float = MIN_NO_ANSWER_RECALL
-) -> dict[int, Setting]:
-    """The best (mu, threshold) for every k (ties: smaller mu)."""
-    best_by_k: dict[int, Setting] = {}
-    for k in K_VALUES:
-        for mu in MU_VALUES:
-            best = best_per_question(observed, k, mu, base)
-            setting = sweep_thresholds(observed, best, k, mu, min_no_answer)
-            if k not in best_by_k or setting.f1 > best_by_k[k].f1 + TIE:
-                best_by_k[k] = setting
-    return best_by_k
-
-
-def choose(best_by_k: dict[int, Setting], questions: int) -> Setting:
-    """The smallest k whose best F1 ties the overall best (fewer passages to read: faster answers).
-
-    F1 values less than one question's worth apart (``100 / questions`` points, 0.49 on dev) count as
-    a tie: a smaller difference is one question's answer changing by a few words, not a better setting.
-    """
-    top = max(s.f1 for s in best_by_k.values())
-    return min((s for s in best_by_k.values() if s.f1 >= top - 100.0 / questions), key=lambda s: s.k)
-
-
-def official_scores(observed: Sequence[Observed], setting: Setting, base: Fusion) -> dict[str, float]:
-    """``finetune.metrics.squad_scores`` of the engine's answers at ``setting`` (the reported numbers)."""
-    fusion = Fusion(setting.mu, base.bm25_half_score, base.spans_per_passage, setting.threshold)
-    predictions = {}
-    for q in observed:
-        winner = choose_answer(
-            rank_candidates(q.bm25[: setting.k], q.readings[: setting.k], fusion), fusion.min_confidence
-        )
-        predictions[q.id] = winner.span.text if winner else ""
-    return squad_scores(predictions, {q.id: list(q.golds) for q in observed})
-
-
-def held_out_scores(observed: Sequence[Observed], base: Fusion, folds: int = 2) -> dict[str, float]:
-    """EM/F1 of settings tuned on other documents' questions (folds by document), pooled over folds."""
-    documents = sorted({q.document for q in observed})
-    fold_of = {doc: i % folds for i, doc in enumerate(documents)}
-    em_sum = f1_sum = 0.0
-    for fold in range(folds):
-        tune = [q for q in observed if fold_of[q.document] != fold]
-        test = [q for q in observed if fold_of[q.document] == fold]
-        scores = official_scores(test, choose(grid_search(tune, base), len(tune)), base)
-        em_sum += scores["exact_match"] * len(test)
-        f1_sum += scores["f1"] * len(test)
-    return {"exact_match": em_sum / len(observed), "f1": f1_sum / len(observed), "folds": folds}
-
-
-@dataclass(frozen=True)
-class TuningReport:
-    """Everything the script prints (``--json`` prints it as is)."""
-
-    split: str
-    questions: int
-    per_k: tuple[Setting, ...]
-    chosen: Setting
-    scores: dict[str, float]
-    held_out: dict[str, float]
-    current_defaults: Setting
-    read_seconds: float
-    loadavg: float
-    note: str = "tuned and scored on the same questions, so 'scores' flatter the engine; see 'held_out'"
-
-
-def score_fixed(observed: Sequence[Observed], k: int, mu: float, threshold: float, base: Fusion) -> Setting:
-    """One fixed setting (e.g. the current defaults), scored like the grid points."""
-    best = best_per_question(observed, k, mu, base)
-    picks = [
-        question_score(text if fused >= threshold else "", q.golds)
-        for q, (fused, text) in zip(observed, best, strict=True)
-    ]
-    n = len(observed)
-    share = sum(fused >= threshold for fused, _ in best) / n
-    em, f1_total = (100 * sum(p[i] for p in picks) / n for i in (0, 1))
-    return Setting(k, mu, threshold, em, f1_total, share, no_answer_recall(observed, best, threshold))
-
-
-def tune(observed: Sequence[Observed], settings: Settings, split: str, read_seconds: float) -> TuningReport:
-    """Grid-search, choose, and score the choice (in-sample and held out) and the current defaults."""
-    base = Fusion.from_settings(settings)
-    best_by_k = grid_search(observed, base)
-    chosen = choose(best_by_k, len(observed))
-    defaults = score_fixed(observed, settings.top_k, settings.fusion_mu, settings.min_confidence, base)
-    return TuningReport(
-        split, len(observed), tuple(best_by_k.values()), chosen, official_scores(observed, chosen, base),
-        held_out_scores(observed, base), defaults, round(read_seconds, 1), os.getloadavg()[0],
-    )  # fmt: skip
-
-
-def print_report(report: TuningReport) -> None:
-    """The human-readable report."""
-    print(f"{report.questions} {report.split} questions read in {report.read_seconds:.0f} s", end=" ")
-    print(f"(load average {report.loadavg:.1f})")
-    print(
-        f"best settings per k ({report.split}, F1 objective, declining at least"
-        f" {MIN_NO_ANSWER_RECALL:.0%} of the unanswerable questions):"
-    )
-    print(f"  {'k':>2}  {'mu':>4}  {'min_conf':>8}  {'EM':>5}  {'F1':>5}  {'answered':>8}  {'declined':>8}")
-    for s in report.per_k:
-        mark = "  <- chosen" if s == report.chosen else ""
-        scores_text = (
-            f"{s.exact_match:>5.1f}  {s.f1:>5.1f}  {s.answered_share:>8.1%}  {s.no_answer_recall:>8.1%}"
-        )
-        print(f"  {s.k:>2}  {s.mu:>4.1f}  {s.threshold:>8.2f}  {scores_text}{mark}")
-    d, c, scores = report.current_defaults, report.chosen, report.scores
-    print(f"current defaults (bot/config.py) k={d.k} mu={d.mu} min_confidence={d.threshold}:", end=" ")
-    print(
-        f"EM {d.exact_match:.1f} F1 {d.f1:.1f}, answered {d.answered_share:.1%},"
-        f" declined {d.no_answer_recall:.1%} of the unanswerable"
-    )
-    print(f"chosen: HELPLINE_TOP_K={c.k} HELPLINE_FUSION_MU={c.mu} HELPLINE_MIN_CONFIDENCE={c.threshold}")
-    print(
-        f"with them (finetune.metrics): EM {scores['exact_match']:.1f}, F1 {scores['f1']:.1f}"
-        f" over {scores['n']} questions; answerable F1 {scores.get('HasAns_f1', float('nan')):.1f},"
-        f" unanswerable {scores.get('NoAns_f1', float('nan')):.1f}; answered {c.answered_share:.1%}"
-    )
-    held = report.held_out
-    print(
-        f"note: tuned and scored on the same questions, so these numbers flatter the engine; tuned on"
-        f" half the documents and scored on the other half ({held['folds']}-fold):"
-        f" EM {held['exact_match']:.1f}, F1 {held['f1']:.1f}"
-    )
-
-
-def read_all(split: str, limit: int | None) -> tuple[list[Observed], Settings, float]:
-    """Build the index of the bundled documents in a temp dir and read every question's top max-k."""
-    examples = load_squad([QA_DIR / f"{split}.json"]).examples[:limit]
+def read_all(model: Path, index: Path | None, limit: int | None) -> tuple[list[Observed], float]:
+    """Index the bundled documents (unless --index names a built one) and read every dev question."""
+    examples = load_squad([QA_DIR / "dev.json"]).examples[:limit]
     with tempfile.TemporaryDirectory(prefix="tune-engine-") as tmp:
-        settings = Settings(_env_file=None, index_dir=Path(tmp) / "index", model_dir=SHIPPED_MODEL_DIR)
-        build_index(DOCS, settings.index_dir)
+        index_dir = index or Path(tmp) / "index"
+        if index is None:
+            build_index(DOCS, index_dir, encoder=SentenceEncoder())
+        settings = Settings(_env_file=None, index_dir=index_dir, model_dir=model)
         engine = AnswerEngine.from_settings(settings)
         engine.warm_up()
-        print(f"reading {len(examples)} {split} questions x {max(K_VALUES)} passages...", file=sys.stderr)
+        print(f"reading {len(examples)} dev questions x {K_MAX} passages...", file=sys.stderr)
         started = time.perf_counter()
-        observed = observe(engine, examples, max(K_VALUES))
-    return observed, settings, time.perf_counter() - started
+        observed = observe(engine, examples)
+    return observed, time.perf_counter() - started
+
+
+def print_report(report: dict) -> None:
+    n, seconds, load = report["questions"], report["read_seconds"], report["loadavg"]
+    print(f"{n} dev questions read in {seconds:.0f} s (load average {load:.1f})")
+    print(f"out of fold, by document; threshold for {report['target_precision']:.0%} precision:")
+    print(f"  {'k':>2} {'thresh':>6} {'right':>6} {'prec':>6} {'declined':>8} {'right@all':>9}")
+    for s in report["grid"]:
+        c = s["coverage"]
+        chosen = s["k"] == report["chosen"]["k"]
+        print(
+            f"  {s['k']:>2} {s['threshold']:>6.3f} {c['right']:>6.1%} "
+            f"{c['precision']:>6.1%} {c['declined_unanswerable']:>8.1%} {s['right_answering_all']:>9.1%}"
+            + ("  <- chosen" if chosen else "")
+        )
+    print("risk-coverage of the chosen setting (out of fold):")
+    print(f"  {'threshold':>9} {'answered':>8} {'right':>6} {'precision':>9} {'declined':>8}")
+    for c in report["risk_coverage"]:
+        print(
+            f"  {c['threshold']:>9.3f} {c['answered']:>8.1%} {c['right']:>6.1%} {c['precision']:>9.1%} "
+            f"{c['declined_unanswerable']:>8.1%}"
+        )
+    h = report["held_out"]
+    print(
+        f"held out ({h['folds']}-fold by document, setting and threshold chosen on the other half): "
+        f"right {h['right']:.1%}, precision {h['precision']:.1%}, "
+        f"unanswerable declined {h['declined_unanswerable']:.1%}"
+    )
+    s = report["squad_style"]
+    print(f"SQuAD v2-style EM {s['exact_match']:.1f} / F1 {s['f1']:.1f} (in-sample confidence)")
+    if report.get("written"):
+        print(f"wrote {report['written']}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--split", choices=("dev", "train"), default="dev", help="questions to tune on")
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR, help="the reader to tune for")
+    parser.add_argument("--index", type=Path, default=None, help="a built hybrid index of data/docs")
+    parser.add_argument("--target-precision", type=float, default=DEFAULT_TARGET_PRECISION)
     parser.add_argument("--limit", type=int, default=None, help="first N questions only (a quick look)")
+    parser.add_argument(
+        "--evidence",
+        type=Path,
+        default=None,
+        help="cache of the readings: read from it if it exists, else write it",
+    )
+    parser.add_argument(
+        "--write-calibration", action="store_true", help="write calibration.json into --model"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    observed, settings, read_seconds = read_all(args.split, args.limit)
-    report = tune(observed, settings, args.split, read_seconds)
+    logging.basicConfig(level=logging.ERROR)
+    if args.evidence is not None and args.evidence.is_file():
+        observed, read_seconds = pickle.loads(args.evidence.read_bytes())  # our own cache file
+    else:
+        observed, read_seconds = read_all(args.model, args.index, args.limit)
+        if args.evidence is not None:
+            args.evidence.write_bytes(pickle.dumps((observed, read_seconds)))
+    target = args.target_precision
+    scores = grid(observed, target)
+    chosen = choose(scores)
+    fitted_on = f"data/diabetes-qa/dev.json ({len(observed)} questions, 5-fold by document)"
+    calibration = _fit(observed, chosen.k, target, fitted_on)
+    report = {
+        "questions": len(observed),
+        "read_seconds": round(read_seconds, 1),
+        "loadavg": os.getloadavg()[0],
+        "target_precision": target,
+        "grid": [dataclasses.asdict(s) for s in scores],
+        "chosen": dataclasses.asdict(chosen),
+        "risk_coverage": [dataclasses.asdict(c) for c in risk_coverage(observed, chosen.k)],
+        "held_out": held_out(observed, target),
+        "squad_style": squad_style(observed, chosen.k, calibration),
+    }
+    if args.write_calibration:
+        report["written"] = str(calibration.save(args.model))
     if args.json:
-        print(json.dumps(dataclasses.asdict(report)))
+        print(json.dumps(report))
     else:
         print_report(report)
 

@@ -26,15 +26,17 @@ class Answer:
 
     Attributes:
         text: the answer span's text, or None when the documents do not answer the question.
-        confidence: fused score of the best candidate, in [0, 1].
+        confidence: the calibrated probability that the best candidate is right, in [0, 1] (the
+            reader's own probability when the model has no calibration).
         passage: the passage the answer comes from; when ``text`` is None, the best passage to read.
         span: the answer span (offsets into ``passage.text``), None when there is no answer.
         sentence: the sentence(s) of ``passage`` around the span, None when there is no answer.
         title: ``passage.title`` (None without a passage).
         source: ``passage.source`` (None without a passage or when the document gives none).
         timings: where the time went.
-        retrieved: every passage retrieved for the question, best BM25 first (for the store, so that
+        retrieved: every passage retrieved for the question, best first (for the store, so that
             ``export-feedback`` can rebuild the reader's contexts).
+        passages_read: how many passages the reader read for this answer.
     """
 
     text: str | None
@@ -46,6 +48,7 @@ class Answer:
     source: str | None
     timings: Timings
     retrieved: tuple[ScoredPassage, ...] = ()
+    passages_read: int = 0
 
     @property
     def answered(self) -> bool:

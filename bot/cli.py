@@ -27,12 +27,13 @@ from pydantic import ValidationError
 
 from bot import __version__
 from bot.answer import Answer
+from bot.calibration import CalibrationError
 from bot.config import Settings
 from bot.engine import AnswerEngine
 from bot.errors import BadInputError, ModelDirError
 from bot.store import Store
 from finetune.errors import FinetuneError
-from retrieval import IndexLoadError, build_index
+from retrieval import EncoderError, IndexLoadError, build_index
 
 logger = logging.getLogger(__name__)
 
@@ -125,13 +126,14 @@ def check_model(settings: Settings) -> None:
         )
 
 
-def ensure_index(settings: Settings) -> None:
-    """Build the default index from the documents when it does not exist yet (see the module docstring)."""
+def ensure_index(settings: Settings, engine: AnswerEngine) -> None:
+    """Build the default index from the documents when it does not exist yet (see the module docstring),
+    with the engine's passage encoder in hybrid or dense mode."""
     default = Settings.model_fields["index_dir"].default
     if settings.index_dir.exists() or settings.index_dir != default or not settings.docs_dir.is_dir():
         return
     typer.echo(f"no index yet: building {settings.index_dir} from {settings.docs_dir}...", err=True)
-    report = build_index(settings.docs_dir, settings.index_dir)
+    report = build_index(settings.docs_dir, settings.index_dir, encoder=engine.encoder)
     typer.echo(f"indexed {report.documents} documents, {report.passages} passages", err=True)
 
 
@@ -150,10 +152,14 @@ def make_engine(settings: Settings) -> AnswerEngine:
 def ready_engine(settings: Settings) -> AnswerEngine:
     """Check the model, make sure there is an index, load both; stop with a fix-it message on failure."""
     check_model(settings)
-    ensure_index(settings)
     engine = make_engine(settings)
     try:
+        ensure_index(settings, engine)
         engine.warm_up()
+    except EncoderError as e:
+        raise _fail(f"HELPLINE_ENCODER_DIR: {e}") from None
+    except CalibrationError as e:
+        raise _fail(f"HELPLINE_MODEL_DIR: {e}") from None
     except IndexLoadError as e:
         raise _fail(f"HELPLINE_INDEX_DIR: {e}") from None
     except ModelDirError as e:
@@ -209,6 +215,7 @@ def answer_record(answer: Answer) -> dict[str, Any]:
         "title": answer.title,
         "source": answer.source,
         "latency_ms": round(answer.timings.total_ms, 2),
+        "passages_read": answer.passages_read,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -13,6 +13,12 @@ from bot.errors import ModelDirError
 # The reader that ships in the repository; served when HELPLINE_MODEL_DIR is left at its default and
 # that default holds no model yet.
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
+# Passages read per question, from bench/tune_engine.py on data/diabetes-qa/dev.json (433 questions,
+# out-of-fold by document, threshold for 80% precision): answered right k=1 16.0%, k=3 27.7%, k=5 26.6%,
+# k=8 26.6% (answering everything: 42.8 / 50.8 / 50.5 / 53.7%); k=3 is best and cheapest.
+TUNED_TOP_K = 3
+# Weight of the retrieval score when a model has no calibration (the calibration ranks otherwise).
+TUNED_RETRIEVAL_WEIGHT = 0.0
 
 
 class Settings(BaseSettings):
@@ -46,23 +52,23 @@ class Settings(BaseSettings):
     db_path: Path = Field(Path("var/helpline.db"), alias="HELPLINE_DB")
 
     # --- Answering (tuned by bench/tune_engine.py) ----------------------------------------------
-    # top_k, fusion_mu and min_confidence come from `bench/tune_engine.py` with the shipped reader on
-    # data/diabetes-qa/dev.json asked against data/docs (best F1 among settings that decline at least
-    # half of the unanswerable questions; F1 within one question's worth is a tie, won by the smaller
-    # k): k=1, mu=0.9, 0.81 gives dev EM 35.9 / F1 48.7, answering 75% and declining 70% of the
-    # unanswerable (in-sample; 2-fold by document: F1 42.6). Without the floor, k=8 scores F1 51.3 but
-    # answers everything, unanswerable questions included.
-    top_k: int = Field(1, ge=1, le=50, alias="HELPLINE_TOP_K")
-    # BERTserini fusion weight: mu * reader score + (1 - mu) * normalised BM25 score.
-    fusion_mu: float = Field(0.9, ge=0.0, le=1.0, alias="HELPLINE_FUSION_MU")
-    # Below this confidence the bot says the documents do not answer the question.
-    min_confidence: float = Field(0.81, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
+    # Measured by bench/tune_engine.py (figures in README.md, "Benchmarks"): hybrid retrieval, the
+    # shipped reader, data/diabetes-qa/dev.json asked against data/docs, held out by document.
+    top_k: int = Field(TUNED_TOP_K, ge=1, le=50, alias="HELPLINE_TOP_K")
+    # Retrieval: hybrid (BM25 + dense, fused), bm25 or dense. Hybrid needs an index built with vectors.
+    retrieval_mode: Literal["hybrid", "bm25", "dense"] = Field("hybrid", alias="HELPLINE_RETRIEVAL_MODE")
+    # The dense side's weight in hybrid fusion (bench/tune_retrieval.py: 0.5 is best on train questions;
+    # dev hit@5 0.710 BM25 -> 0.755 hybrid).
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, alias="HELPLINE_DENSE_WEIGHT")
+    # The sentence encoder of dense retrieval; None: the packaged all-MiniLM-L6-v2.
+    encoder_dir: Path | None = Field(None, alias="HELPLINE_ENCODER_DIR")
+    # Weight of a passage's retrieval score next to the reader's margin when choosing the answer.
+    retrieval_weight: float = Field(TUNED_RETRIEVAL_WEIGHT, ge=0.0, alias="HELPLINE_RETRIEVAL_WEIGHT")
+    # Answers below this calibrated confidence are declined; unset: the threshold fitted with the
+    # model's calibration.json (chosen for 80% of answers right on dev, out of fold).
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
     # The longest answer span; None keeps the served model's own (its reader_config.json).
     max_answer_tokens: int | None = Field(None, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
-    # BM25 scores are unbounded; score / (score + bm25_half_score) maps them into [0, 1), and a
-    # passage whose BM25 score equals bm25_half_score counts as a half-certain match. (On the bundled
-    # documents the best passage of a data/diabetes-qa dev question scores 9-24, median 13.)
-    bm25_half_score: float = Field(10.0, gt=0.0, alias="HELPLINE_BM25_HALF_SCORE")
     # Candidate spans the reader returns per passage (all compete in one softmax).
     spans_per_passage: int = Field(1, ge=1, le=20, alias="HELPLINE_SPANS_PER_PASSAGE")
     # CPU threads for the reader's forward pass (torch.set_num_threads; 0 keeps torch's default, one

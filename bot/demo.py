@@ -123,8 +123,10 @@ def main() -> None:
     config = DemoConfig()
     settings = Settings()
 
-    step("1. Index the bundled documents")
-    report = build_index(settings.docs_dir, settings.index_dir)
+    engine = AnswerEngine.from_settings(settings)
+
+    step("1. Index the bundled documents (BM25 + passage vectors for hybrid search)")
+    report = build_index(settings.docs_dir, settings.index_dir, encoder=engine.encoder)
     console.print(
         f"{report.documents} documents -> {report.passages} passages in {report.seconds:.1f} s "
         f"({len(report.skipped)} skipped) -> {settings.index_dir}"
@@ -135,7 +137,6 @@ def main() -> None:
 
     step("3. Members ask")
     started = time.perf_counter()
-    engine = AnswerEngine.from_settings(settings)
     engine.warm_up()
     console.print(f"[dim]model and index loaded in {time.perf_counter() - started:.1f} s")
     ask_all(engine, SAMPLE_QUESTIONS + (UNANSWERABLE_QUESTION,))

@@ -1,8 +1,9 @@
-"""The answer engine: BM25 retrieval + one batched reader call + score fusion, with hot swapping.
+"""The answer engine: hybrid retrieval + one batched reader call + calibrated decision, hot-swappable.
 
 No telegram here: the Telegram handlers, ``bot ask`` and the benchmarks all call ``AnswerEngine``.
-The scoring itself is in ``bot.fusion`` (pure functions), the answer types in ``bot.answer``; this
-module holds the components (reader and index), how they are loaded, and how they are swapped.
+The scoring itself is in ``bot.fusion`` (pure functions), the confidence model in ``bot.calibration``,
+the answer types in ``bot.answer``; this module holds the components (reader, index, query encoder,
+calibration), how they are loaded, and how they are swapped.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.answer import Answer, Timings
+from bot.calibration import Calibration
 from bot.config import served_model_dir
-from bot.fusion import Candidate, Fusion, choose_answer, fuse_candidates
-from bot.quoting import sentence_around
+from bot.fusion import Candidate, Decision, Scoring, decide, rank_candidates
+from bot.quoting import quote_around
 from finetune.types import Reading
-from retrieval import IndexReport, Passage, ScoredPassage, build_index, load_index
+from retrieval import HybridSettings, IndexReport, Passage, ScoredPassage, build_index, load_index
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Re-exported: callers that build or read answers from the engine module keep working.
-__all__ = ["Answer", "AnswerEngine", "Candidate", "EngineConfig", "Evidence", "Fusion", "Timings"]
+__all__ = ["Answer", "AnswerEngine", "Candidate", "EngineConfig", "Evidence", "Scoring", "Timings"]
 
 
 class ReaderLike(Protocol):
@@ -55,8 +57,10 @@ class EngineConfig:
             ``model_dir`` is the untouched default); None makes a missing model an error.
         index_dir: the index to serve.
         docs_dir: the documents ``reindex()`` reads.
-        fusion: the fusion knobs and the answer threshold.
+        scoring: how the answer is chosen and the threshold override.
         top_k: passages retrieved and read per question.
+        retrieval: hybrid, bm25 or dense search and the fusion weight.
+        encoder_dir: the query/passage encoder (None: the packaged all-MiniLM-L6-v2).
         max_answer_tokens: the longest answer span, in tokens (None: the model's reader_config.json).
         reader_threads: torch CPU threads for the reader (0: torch's default).
     """
@@ -65,10 +69,12 @@ class EngineConfig:
     fallback_model_dir: Path | None
     index_dir: Path
     docs_dir: Path
-    fusion: Fusion
+    scoring: Scoring
     top_k: int
     max_answer_tokens: int | None
     reader_threads: int
+    retrieval: HybridSettings = HybridSettings()
+    encoder_dir: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -78,10 +84,12 @@ class EngineConfig:
             fallback_model_dir=settings.model_fallback(),
             index_dir=settings.index_dir,
             docs_dir=settings.docs_dir,
-            fusion=Fusion.from_settings(settings),
+            scoring=Scoring(settings.retrieval_weight, settings.min_confidence, settings.spans_per_passage),
             top_k=settings.top_k,
             max_answer_tokens=settings.max_answer_tokens,
             reader_threads=settings.reader_threads,
+            retrieval=HybridSettings(mode=settings.retrieval_mode, dense_weight=settings.dense_weight),
+            encoder_dir=settings.encoder_dir,
         )
 
 
@@ -90,7 +98,7 @@ class Evidence:
     """What one question's retrieval and reading produced, before fusion.
 
     Attributes:
-        retrieved: the passages, best BM25 first.
+        retrieved: the passages, best first.
         readings: the reader's output, one per passage, in the same order.
         retrieval_ms: time spent searching the index.
         reading_ms: time spent in the reader.
@@ -115,6 +123,9 @@ class AnswerEngine:
         index: a ready index to use instead of loading ``config.index_dir``.
         reader_factory: builds a warmed-up reader from a model directory (for ``reload``); default
             ``finetune.reader.Reader``.
+        calibration: the confidence model to use with a ``reader`` passed in (a loaded model's own
+            ``calibration.json`` is used otherwise).
+        encoder: the query encoder for dense/hybrid search (default: built from ``config.encoder_dir``).
     """
 
     def __init__(
@@ -124,11 +135,15 @@ class AnswerEngine:
         reader: ReaderLike | None = None,
         index: SearchIndex | None = None,
         reader_factory: Callable[[Path], ReaderLike] | None = None,
+        calibration: Calibration | None = None,
+        encoder: Any = None,
     ):
         self.config = config
         self._reader_factory = reader_factory or self._load_reader
         self._reader = reader
         self._index = index
+        self._calibration = calibration
+        self._encoder = encoder
         self._reader_warm = False
         # What is being served: reindex() rebuilds the index that is served, not the configured one.
         self._index_dir = config.index_dir
@@ -175,8 +190,10 @@ class AnswerEngine:
         """Load the reader and the index (once); later calls do nothing.
 
         Raises:
-            IndexLoadError: the index directory is missing or broken.
+            IndexLoadError: the index directory is missing or broken, or holds no vectors of the
+                encoder in hybrid/dense mode.
             ModelDirError: the configured model directory holds no model.
+            CalibrationError: the model's calibration.json is broken.
             OSError, ValueError: the model directory cannot be loaded.
         """
         with self._admin_lock:
@@ -184,13 +201,15 @@ class AnswerEngine:
                 return
             # The index first: it loads in a fraction of a second, so a bad path fails before the
             # model's seconds of loading.
-            index = self._index or load_index(self._index_dir)
+            index = self._index or self._load_index(self._index_dir)
             model_dir = None if self._reader is not None else self.served_model_dir()
             reader = self._reader or self._reader_factory(model_dir)
+            calibration = self._calibration if model_dir is None else load_calibration(model_dir)
             if self._reader is not None:
                 reader.warm_up()
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
+                self._calibration = calibration
                 self._note_model(model_dir)
         logger.info("answer engine ready")
 
@@ -201,23 +220,33 @@ class AnswerEngine:
             question: the member's question (non-empty).
 
         Returns:
-            The best span by fused score, or an Answer with ``text=None`` below the threshold.
+            The best candidate when its calibrated confidence reaches the threshold, else an Answer
+            with ``text=None`` that points to the passage most worth reading.
         """
         evidence = self.gather(question, self.config.top_k)
         started = time.perf_counter()
-        candidates = fuse_candidates(evidence.retrieved, evidence.readings, self.config.fusion)
+        scoring = self.config.scoring
+        candidates = rank_candidates(
+            evidence.retrieved, evidence.readings, scoring.retrieval_weight, scoring.spans_per_passage
+        )
+        decision = decide(candidates, self._calibration, scoring)
         timings = Timings(
             evidence.retrieval_ms, evidence.reading_ms,
             evidence.retrieval_ms + evidence.reading_ms + _ms_since(started),
         )  # fmt: skip
-        return self._decide(evidence.retrieved, candidates, timings)
+        return self._decide(evidence.retrieved, decision, timings)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The confidence model in use (None: the reader's own probability)."""
+        return self._calibration
 
     def gather(self, question: str, top_k: int) -> Evidence:
         """Retrieve the top-k passages and read them all in one batched reader call (no fusion yet).
 
-        ``answer()`` fuses what this returns; ``bench/tune_engine.py`` calls it once per question with
-        the largest k it tries and fuses offline with ``rank_candidates`` on the first k passages (a
-        passage's reading does not depend on the other passages read with it).
+        ``answer()`` decides from what this returns; ``bench/tune_engine.py`` calls it once per question
+        with the largest k it tries and decides offline with ``rank_candidates`` on the first k passages
+        (a passage's reading does not depend on the other passages read with it).
 
         Args:
             question: the question (non-empty).
@@ -237,33 +266,33 @@ class AnswerEngine:
         retrieval_ms = _ms_since(started)
         read_start = time.perf_counter()
         contexts = [sp.passage.text for sp in retrieved]
-        spans = self.config.fusion.spans_per_passage
+        spans = self.config.scoring.spans_per_passage
         readings = tuple(reader.read(question, contexts, top_k=spans)) if retrieved else ()
         return Evidence(retrieved, readings, retrieval_ms, _ms_since(read_start))
 
-    def _decide(
-        self, retrieved: tuple[ScoredPassage, ...], candidates: list[Candidate], timings: Timings
-    ) -> Answer:
-        """Turn the ranked candidates into an answer, or a pointer to the best passage."""
-        best = choose_answer(candidates, self.config.fusion.min_confidence)
-        if best is None:
-            return self._no_answer(retrieved, candidates[0] if candidates else None, timings)
+    def _decide(self, retrieved: tuple[ScoredPassage, ...], decision: Decision, timings: Timings) -> Answer:
+        """Turn the decision into an answer, or a pointer to the best passage."""
+        best = decision.candidate
+        if best is None or not decision.answer:
+            return self._no_answer(retrieved, best, decision.confidence, timings)
         passage = retrieved[best.passage_index].passage
-        sentence = sentence_around(passage.text, best.span.start, best.span.end)
         return Answer(
             best.span.text,
-            best.fused,
+            decision.confidence,
             passage,
             best.span,
-            sentence,
+            quote_around(passage.text, best.span.start, best.span.end),
             passage.title,
             passage.source,
             timings,
             retrieved,
+            passages_read=len(retrieved),
         )
 
     @staticmethod
-    def _no_answer(retrieved: tuple[ScoredPassage, ...], best: Candidate | None, timings: Timings) -> Answer:
+    def _no_answer(
+        retrieved: tuple[ScoredPassage, ...], best: Candidate | None, confidence: float, timings: Timings
+    ) -> Answer:
         """An honest "not in the documents", pointing to the passage most worth reading."""
         if best is not None:
             passage: Passage | None = retrieved[best.passage_index].passage
@@ -271,8 +300,18 @@ class AnswerEngine:
             passage = retrieved[0].passage if retrieved else None
         title = passage.title if passage else None
         source = passage.source if passage else None
-        confidence = best.fused if best else 0.0
-        return Answer(None, confidence, passage, None, None, title, source, timings, retrieved)
+        return Answer(
+            None,
+            confidence,
+            passage,
+            None,
+            None,
+            title,
+            source,
+            timings,
+            retrieved,
+            passages_read=len(retrieved),
+        )
 
     def reload(self, model_dir: Path | None = None, index_dir: Path | None = None) -> None:
         """Load a model and an index, then swap both in at once; requests in flight finish on the old ones.
@@ -289,9 +328,11 @@ class AnswerEngine:
             model_dir = model_dir or self.served_model_dir()
             index_dir = index_dir or self.config.index_dir
             reader = self._reader_factory(model_dir)
-            index = load_index(index_dir)
+            calibration = load_calibration(model_dir)
+            index = self._load_index(index_dir)
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
+                self._calibration = calibration
                 self._index_dir = index_dir
                 self._note_model(model_dir)
         logger.info("reloaded model %s and index %s", model_dir, index_dir)
@@ -308,8 +349,8 @@ class AnswerEngine:
         docs_dir = docs_dir or self.config.docs_dir
         with self._admin_lock:
             index_dir = self._index_dir
-            report = build_index(docs_dir, index_dir)
-            index = load_index(index_dir)
+            report = build_index(docs_dir, index_dir, encoder=self._encoder_if_dense())
+            index = self._load_index(index_dir)
             with self._swap_lock:
                 self._index = index
         logger.info("reindexed %s into %s: %d passages", docs_dir, index_dir, report.passages)
@@ -320,6 +361,26 @@ class AnswerEngine:
         self._model_dir = model_dir
         if model_dir == self.config.model_dir:
             self._served_configured_model = True
+
+    @property
+    def encoder(self) -> Any:
+        """The query/passage encoder of hybrid and dense search (built once), None in bm25 mode."""
+        return self._encoder_if_dense()
+
+    def _encoder_if_dense(self) -> Any:
+        """The query/passage encoder (built once), or None in bm25 mode."""
+        if self.config.retrieval.mode == "bm25":
+            return None
+        if self._encoder is None:
+            from retrieval import SentenceEncoder  # noqa: PLC0415 - torch, loaded with the reader anyway
+
+            self._encoder = SentenceEncoder(
+                self.config.encoder_dir, num_threads=self.config.reader_threads or None
+            )
+        return self._encoder
+
+    def _load_index(self, index_dir: Path) -> SearchIndex:
+        return load_index(index_dir, self._encoder_if_dense(), self.config.retrieval)
 
     def _load_reader(self, model_dir: Path) -> ReaderLike:
         """Build and warm up the real reader (imported here: torch loads only when a model is served)."""
@@ -333,3 +394,15 @@ class AnswerEngine:
         reader = Reader(model_dir, max_answer_length=self.config.max_answer_tokens)
         reader.warm_up()
         return reader
+
+
+def load_calibration(model_dir: Path) -> Calibration | None:
+    """The calibration beside a model's weights; logs that confidence is uncalibrated without one."""
+    calibration = Calibration.load(model_dir)
+    if calibration is None:
+        logger.warning(
+            "model %s has no calibration.json: confidence is the reader's own probability; "
+            "fit one with bench/tune_engine.py --write-calibration",
+            model_dir,
+        )
+    return calibration

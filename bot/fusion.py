@@ -1,127 +1,162 @@
-"""BERTserini score fusion and the answer-or-not choice: pure functions of scores, no I/O.
+"""From the readings of k passages to one answer or an honest "not in the documents": pure functions.
 
-Scoring (Yang et al. 2019, "End-to-End Open-Domain Question Answering with BERTserini",
-https://arxiv.org/abs/1902.01718) ranks each candidate span by
-
-    fused = mu * reader + (1 - mu) * bm25
-
-with both terms put on the same [0, 1] scale first:
-
-- ``reader``: ``finetune.postprocess.reading_probabilities``, the reader's one probability formula (a
-  softmax over all candidate spans of all k passages plus one "no answer" option scored by the lowest
-  no-answer score over the passages), so ``finetune predict`` and the bot report the same number.
-- ``bm25``: ``score / (score + bm25_half_score)``, a saturating map that keeps absolute strength (a
-  weak lexical match stays low even when it is the best one), unlike dividing by the top score.
-
-``confidence`` is the fused score of the winning span; below ``min_confidence`` the engine answers
-nothing and points to the best passage instead of inventing an answer.
+1. **Candidates**: each passage's best span. Its *margin* is the span score minus the passage's
+   no-answer (CLS) score. The reader is trained with unanswerable examples (a passage that does not hold
+   the answer is labelled CLS), so the margin is that passage's log-odds of "the answer is here": the
+   no-answer score is a per-passage reference point that makes spans of different passages comparable
+   (the role of Clark & Gardner's 2018 shared normalisation, without a shared softmax at training time).
+2. **Choice and confidence**: ``bot.calibration.Calibration`` gives every candidate a probability of
+   being right, from the reader's and the retriever's evidence, fitted on dev questions; the engine
+   answers with the likeliest candidate when that probability reaches the calibration's threshold, and
+   declines otherwise.
+3. **Without a calibration** (a freshly trained model directory): candidates are ranked by
+   ``margin + retrieval_weight * retrieval`` and the best one's confidence is the reader's own
+   probability (``finetune.postprocess.reading_probabilities``, a softmax over the spans of all passages
+   plus "no answer") against ``UNCALIBRATED_THRESHOLD``; the engine says so in its log.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from bot.calibration import Calibration
 from finetune.postprocess import reading_probabilities
 from finetune.types import Reading, Span
 from retrieval import ScoredPassage
 
-if TYPE_CHECKING:
-    from bot.config import Settings
+# The decision threshold on the reader's own probability when a model has no calibration.json.
+UNCALIBRATED_THRESHOLD = 0.5
+_WORDS = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One span from one retrieved passage, with its scores on the fusion scale."""
+    """One passage's best span with the evidence about it.
+
+    Attributes:
+        passage_index: position of its passage in the retrieved list.
+        span: the span.
+        margin: span score minus the passage's no-answer score.
+        probability: the reader's probability of the span (softmax over all passages' spans and "no
+            answer").
+        rank_score: what candidates are ranked by (``margin + retrieval_weight * retrieval``).
+        features: the calibration features (``bot.calibration.FEATURES``).
+    """
 
     passage_index: int
     span: Span
-    reader: float
-    bm25: float
-    fused: float
-
-
-def normalise_bm25(score: float, half_score: float) -> float:
-    """Map a BM25 score into [0, 1): ``score / (score + half_score)`` (0 for scores <= 0)."""
-    return score / (score + half_score) if score > 0 else 0.0
+    margin: float
+    probability: float
+    rank_score: float
+    features: dict[str, float]
 
 
 @dataclass(frozen=True)
-class Fusion:
-    """The knobs of BERTserini fusion and the answer threshold (a plain value, so tuning can vary it).
+class Decision:
+    """The chosen candidate (None when no passage had a span) and whether to give it as the answer."""
+
+    candidate: Candidate | None
+    confidence: float
+    answer: bool
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How candidates are ranked and answers decided (a plain value, so tuning can vary it).
 
     Attributes:
-        mu: weight of the reader score; ``1 - mu`` goes to the normalised BM25 score.
-        bm25_half_score: the BM25 score that normalises to 0.5 (see ``normalise_bm25``).
-        spans_per_passage: candidate spans per passage that compete in the softmax.
-        min_confidence: the fused score the best candidate needs to be given as an answer.
+        retrieval_weight: weight of the passage's retrieval score next to the reader's margin.
+        min_confidence: the confidence an answer needs; None: the calibration's threshold (or
+            ``UNCALIBRATED_THRESHOLD`` without one).
+        spans_per_passage: spans per passage that compete in the reader's probability.
     """
 
-    mu: float
-    bm25_half_score: float
+    retrieval_weight: float = 0.0
+    min_confidence: float | None = None
     spans_per_passage: int = 1
-    min_confidence: float = 0.0
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Fusion:
-        """The fusion knobs of the bot's settings."""
-        return cls(
-            settings.fusion_mu, settings.bm25_half_score, settings.spans_per_passage, settings.min_confidence
-        )
+
+def _normalised(text: str) -> str:
+    return " ".join(_WORDS.findall(text.lower()))
 
 
 def rank_candidates(
-    bm25_scores: Sequence[float], readings: Sequence[Reading], fusion: Fusion
+    retrieved: Sequence[ScoredPassage], readings: Sequence[Reading], retrieval_weight: float, spans: int = 1
 ) -> list[Candidate]:
-    """Score every candidate span by BERTserini fusion, best first (a pure function of its inputs).
+    """Every passage's best span with its features, best first (a pure function of its inputs).
 
     Args:
-        bm25_scores: the raw BM25 score of each passage, in the order their readings come.
+        retrieved: the passages, in retrieval order (their readings come in the same order).
         readings: the reader's output, one per passage.
-        fusion: ``mu``, ``bm25_half_score`` and ``spans_per_passage``.
+        retrieval_weight: weight of the retrieval score in the ranking.
+        spans: spans per passage that compete in the reader's probability.
 
     Returns:
-        The candidates sorted by fused score, best first (empty when no passage had a span).
+        One candidate per passage that has a span, sorted by ``rank_score`` (ties: retrieval order).
     """
-    if len(bm25_scores) != len(readings):
-        raise ValueError(f"got {len(readings)} readings for {len(bm25_scores)} passages")
-    probabilities = reading_probabilities(readings, fusion.spans_per_passage)
+    if len(retrieved) != len(readings):
+        raise ValueError(f"got {len(readings)} readings for {len(retrieved)} passages")
+    probabilities = reading_probabilities(readings, spans) if readings else []
+    best = [(i, r.spans[0]) for i, r in enumerate(readings) if r.spans]
+    if not best:
+        return []
+    margins = {i: span.score - _finite(readings[i].no_answer_score) for i, span in best}
+    texts = [_normalised(span.text) for _, span in best]
+    top_dense = max((sp.dense for sp in retrieved), default=0.0)
     candidates = []
-    for i, (reading, probs) in enumerate(zip(readings, probabilities, strict=True)):
-        bm25 = normalise_bm25(bm25_scores[i], fusion.bm25_half_score)
-        for span, prob in zip(reading.spans, probs, strict=False):  # probs covers the competing spans
-            candidates.append(Candidate(i, span, prob, bm25, fusion.mu * prob + (1 - fusion.mu) * bm25))
-    # Stable sort: equal fused scores keep passage (BM25) order.
-    return sorted(candidates, key=lambda c: c.fused, reverse=True)
+    for (i, span), text in zip(best, texts, strict=True):
+        others = [m for j, m in margins.items() if j != i]
+        features = {
+            "margin": margins[i],
+            "span_score": span.score,
+            "null_score": _finite(readings[i].no_answer_score),
+            "probability": probabilities[i][0],
+            "margin_gap": margins[i] - max(others) if others else 10.0,
+            "agreement": texts.count(text) / len(readings),
+            "positive_share": sum(m > 0 for m in margins.values()) / len(readings),
+            "retrieval": retrieved[i].score,
+            "retrieval_rank": 1.0 / (1 + i),
+            "bm25": math.log1p(max(retrieved[i].bm25, 0.0)),
+            "dense": retrieved[i].dense,
+            "top_dense": top_dense,
+            "answer_words": math.log1p(len(span.text.split())),
+        }
+        rank_score = margins[i] + retrieval_weight * retrieved[i].score
+        candidates.append(Candidate(i, span, margins[i], probabilities[i][0], rank_score, features))
+    return sorted(candidates, key=lambda c: c.rank_score, reverse=True)  # stable: ties keep order
 
 
-def fuse_candidates(
-    retrieved: Sequence[ScoredPassage], readings: Sequence[Reading], fusion: Fusion
-) -> list[Candidate]:
-    """``rank_candidates`` for retrieved passages.
-
-    Args:
-        retrieved: the passages, in the order their readings come.
-        readings: the reader's output, one per passage.
-        fusion: the fusion knobs.
-
-    Returns:
-        The candidates sorted by fused score, best first (empty when no passage had a span).
-    """
-    return rank_candidates([sp.score for sp in retrieved], readings, fusion)
+def _finite(score: float) -> float:
+    """A no-answer score usable in arithmetic (-inf, from a reader without one, counts as very low)."""
+    return score if math.isfinite(score) else -1e4
 
 
-def choose_answer(candidates: Sequence[Candidate], min_confidence: float) -> Candidate | None:
-    """The candidate to answer with: the best one when it reaches ``min_confidence``, else None.
+def decide(candidates: Sequence[Candidate], calibration: Calibration | None, scoring: Scoring) -> Decision:
+    """Whether to answer with the best candidate, and with what confidence.
 
     Args:
         candidates: ranked candidates, best first (``rank_candidates``' output).
-        min_confidence: the threshold on the fused score.
+        calibration: the served model's calibration; None: the reader's probability is the confidence.
+        scoring: the threshold override.
 
     Returns:
-        The winning candidate, or None when the engine should say the documents do not answer.
+        The decision: with a calibration, the candidate most likely right and that probability; without,
+        the best-ranked candidate and the reader's probability.
     """
-    if not candidates or candidates[0].fused < min_confidence:
-        return None
-    return candidates[0]
+    if not candidates:
+        return Decision(None, 0.0, False)
+    if calibration is not None:
+        # The calibration model ranks too: it weighs reader and retrieval evidence as learned on dev.
+        confidences = [calibration.probability(c.features) for c in candidates]
+        confidence = max(confidences)
+        best = candidates[confidences.index(confidence)]
+        threshold = calibration.threshold
+    else:
+        best = candidates[0]
+        confidence, threshold = best.probability, UNCALIBRATED_THRESHOLD
+    if scoring.min_confidence is not None:
+        threshold = scoring.min_confidence
+    return Decision(best, confidence, confidence >= threshold)

@@ -179,6 +179,7 @@ def evaluate_model(
         batch_size=batch_size,
         decode=reader.decode,
         dtype=reader.dtype,
+        null_threshold=reader.config.null_threshold,
     )
     seconds = time.perf_counter() - started
     scores = dict(score_predictions(eval_set, predictions))

@@ -59,6 +59,7 @@ def predict_answers(
     batch_size: int,
     decode: DecodeSettings,
     dtype: torch.dtype | None = None,
+    null_threshold: float = 0.0,
 ) -> dict[str, str]:
     """Predict an answer text for every example.
 
@@ -69,6 +70,7 @@ def predict_answers(
         batch_size: windows per forward pass.
         decode: n-best size and maximum answer length.
         dtype: autocast dtype, or None for fp32.
+        null_threshold: on v2 data, the margin a span needs over the no-answer score.
 
     Returns:
         Question id -> predicted text ("" for no answer on v2 data).
@@ -85,7 +87,7 @@ def predict_answers(
     predictions = {}
     for example, windows in zip(eval_set.examples, grouped, strict=True):
         (reading,) = decode_question([example.context], [windows], decode)
-        predictions[example.id] = best_answer(reading, eval_set.allow_no_answer)
+        predictions[example.id] = best_answer(reading, eval_set.allow_no_answer, null_threshold)
     return predictions
 
 

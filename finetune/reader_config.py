@@ -37,6 +37,9 @@ class ReaderConfig:
         doc_stride: tokens of overlap between consecutive windows of a long context.
         max_answer_length: the longest answer, in tokens.
         n_best_size: start/end tokens paired per window; candidate spans kept per context.
+        null_threshold: on SQuAD v2 data, ``finetune evaluate`` answers "no answer" unless the best
+            span's score beats the no-answer score by more than this (tuned per model by
+            ``bench/tune_null_threshold.py``; the bot decides with its calibration instead).
     """
 
     # The values themselves live once, on the two settings objects this one is made of.
@@ -44,6 +47,7 @@ class ReaderConfig:
     doc_stride: int = WindowSettings.doc_stride
     max_answer_length: int = DecodeSettings.max_answer_length
     n_best_size: int = DecodeSettings.n_best_size
+    null_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

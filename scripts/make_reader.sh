@@ -97,6 +97,34 @@ if [ "$STAGE3_EPOCHS" != 0 ]; then
   fi
 fi
 
+# Stage 4: a reader that can say "this passage does not answer" (issue "Right answers to members' own
+# questions"). Unanswerable twins from scripts/make_unanswerable.py (each question with its paragraph
+# minus the answer sentences, or with the best BM25 paragraph that lacks the answer: of its SQuAD
+# article, or of the bundled documents for diabetes questions, never a dev document), mixed about 1:1
+# with answerable questions, 2 epochs at lr 3e-5 from stage 3. ~73 minutes on the 2-core CPU.
+STAGE4_EPOCHS=${STAGE4_EPOCHS:-2}     # 0 skips stage 4
+STAGE4_LR=${STAGE4_LR:-3e-5}
+STAGE4_SQUAD_ARTICLES=${STAGE4_SQUAD_ARTICLES:-24}   # ~4,000 answerable SQuAD questions
+STAGE4_SQUAD_NEGATIVES=${STAGE4_SQUAD_NEGATIVES:-3000}
+if [ "$STAGE4_EPOCHS" != 0 ]; then
+  base4="$final"
+  final="$WORK/stage4"
+  if [ ! -s "$WORK/stage4/metrics.json" ]; then
+    MAKE_NEG=${MAKE_NEG:-"python3 scripts/make_unanswerable.py"}
+    [ -s "$WORK/stage4-squad.json" ] || $FINETUNE split "$SQUAD_TRAIN" --dev-articles "$STAGE4_SQUAD_ARTICLES" \
+      --seed "$SEED" --train-out "$WORK/stage4-rest.json" --dev-out "$WORK/stage4-squad.json"
+    rm -f "$WORK/stage4-rest.json"
+    $MAKE_NEG squad "$SQUAD_TRAIN" --questions "$STAGE4_SQUAD_NEGATIVES" --seed "$SEED" --out "$WORK/stage4-squad-neg.json"
+    $MAKE_NEG docs "$DIABETES_TRAIN" --docs data/docs --exclude-docs data/diabetes-qa/dev_docs.txt \
+      --per-question 1 --seed "$SEED" --out "$WORK/stage4-diabetes-neg.json"
+    $FINETUNE train --data "$DIABETES_TRAIN" --data "$WORK/stage4-diabetes-neg.json" \
+      --data "$WORK/stage4-squad.json" --data "$WORK/stage4-squad-neg.json" --dev "$DIABETES_DEV" \
+      --output "$WORK/stage4" --base-model "$base4" --epochs "$STAGE4_EPOCHS" --learning-rate "$STAGE4_LR" \
+      --max-seq-length "$MAX_SEQ" --doc-stride "$DOC_STRIDE" --seed "$SEED" --save-dtype float16 \
+      --resume --json > "$WORK/stage4.json"
+  fi
+fi
+
 for dev in "$DIABETES_DEV" "$SQUAD_DEV"; do
   # shellcheck disable=SC2046
   $FINETUNE evaluate --model "$final" --data "$dev" $(cap --limit "$EVAL_LIMIT") --json

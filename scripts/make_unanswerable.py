@@ -38,7 +38,8 @@ from pathlib import Path
 
 from rank_bm25 import BM25Okapi
 
-from finetune.squad import SquadExample, load_squad, write_json_atomic
+from finetune.atomic import write_json_atomic
+from finetune.squad import SquadExample, load_squad
 from retrieval import IndexSettings, build_index, load_index
 from retrieval.passages import split_sentences
 from retrieval.tokenize import tokenize

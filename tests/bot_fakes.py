@@ -52,6 +52,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "index_dir": tmp_path / "var" / "index",
         "model_dir": tmp_path / "var" / "model",
         "docs_dir": tmp_path / "docs",
+        # BM25 only: the engine tests build BM25 indexes; hybrid search has tests of its own.
+        "retrieval_mode": "bm25",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

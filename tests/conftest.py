@@ -22,4 +22,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HELPLINE_INDEX_DIR", str(var / "index"))
     monkeypatch.setenv("HELPLINE_DOCS_DIR", str(tmp_path / "docs"))
     monkeypatch.setenv("HELPLINE_DB", str(var / "helpline.db"))
+    # BM25 only, so most tests load no sentence encoder; the hybrid path has integration tests.
+    monkeypatch.setenv("HELPLINE_RETRIEVAL_MODE", "bm25")
     monkeypatch.setenv("TELEGRAM_BASE_URL", UNREACHABLE_BOT_API)

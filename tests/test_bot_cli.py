@@ -22,7 +22,7 @@ from retrieval import build_index
 from tests.bot_fakes import CORPUS, FakeReader, free_port, write_corpus_docs
 
 BOT = Path(sys.executable).parent / "bot"
-ASK_KEYS = ["answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms"]
+ASK_KEYS = ["answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms", "passages_read"]
 TINY_VOCAB = [
     "[PAD]",
     "[UNK]",
@@ -193,6 +193,25 @@ def test_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(cli.app, ["ask", "q"])
     assert result.exit_code == 1
     assert "HELPLINE_TOP_K" in result.stderr
+
+
+@pytest.mark.integration
+def test_ask_in_hybrid_mode_reads_the_top_k_with_the_real_encoder(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default retrieval: an index with MiniLM vectors, searched hybrid, k passages read."""
+    from retrieval import SentenceEncoder  # noqa: PLC0415 - loads torch
+
+    monkeypatch.setenv("HELPLINE_RETRIEVAL_MODE", "hybrid")
+    monkeypatch.setenv("HELPLINE_TOP_K", "2")
+    index_dir = Path(os.environ["HELPLINE_INDEX_DIR"])
+    build_index(write_corpus_docs(tmp_path / "docs"), index_dir, encoder=SentenceEncoder())
+    result = runner.invoke(
+        cli.app, ["ask", "tumour of the pancreas", "--json", "--model-dir", str(tiny_model)]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["passages_read"] == 2 and 0.0 <= record["confidence"] <= 1.0
 
 
 def test_ask_with_the_real_reader(tiny_model: Path, indexed: Path) -> None:

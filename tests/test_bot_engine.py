@@ -10,18 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from bot.calibration import FEATURES, Calibration
 from bot.engine import AnswerEngine, EngineConfig
 from bot.errors import ModelDirError
-from bot.fusion import Fusion, fuse_candidates, normalise_bm25
-from bot.quoting import sentence_around
+from bot.fusion import Scoring
+from bot.quoting import quote_around
 from finetune.postprocess import softmax_with_null
-from finetune.types import Reading, Span
-from retrieval import ScoredPassage, build_index, load_index
+from retrieval import build_index, load_index
 from tests.bot_fakes import (
     CORPUS,
     FakeIndex,
     FakeReader,
-    corpus_passages,
     make_settings,
     write_corpus_docs,
     write_fake_model,
@@ -48,38 +47,6 @@ def test_softmax_without_null_sums_to_one_and_survives_huge_logits() -> None:
     assert probs[0] > probs[1]
 
 
-def test_normalise_bm25_is_monotone_in_zero_one() -> None:
-    assert normalise_bm25(0.0, 10.0) == 0.0
-    assert normalise_bm25(-3.0, 10.0) == 0.0
-    assert normalise_bm25(10.0, 10.0) == pytest.approx(0.5)
-    assert 0.5 < normalise_bm25(30.0, 10.0) < normalise_bm25(300.0, 10.0) < 1.0
-
-
-def _reading(score: float) -> Reading:
-    return Reading((Span("x", 0, 1, score, 0.5),), no_answer_score=-5.0)
-
-
-def test_fusion_mu_weighs_reader_against_bm25(tmp_path: Path) -> None:
-    passages = corpus_passages()
-    # Passage 0: strong BM25, weak span; passage 1: weak BM25, strong span.
-    retrieved = [ScoredPassage(passages[0], 40.0), ScoredPassage(passages[1], 1.0)]
-    readings = [_reading(1.0), _reading(6.0)]
-    reader_only = fuse_candidates(retrieved, readings, Fusion(1.0, 10.0))
-    bm25_only = fuse_candidates(retrieved, readings, Fusion(0.0, 10.0))
-    assert reader_only[0].passage_index == 1
-    assert bm25_only[0].passage_index == 0
-    mixed = fuse_candidates(retrieved, readings, Fusion(0.5, 10.0))
-    for c in mixed:
-        assert c.fused == pytest.approx(0.5 * c.reader + 0.5 * c.bm25)
-        assert 0.0 <= c.fused <= 1.0
-
-
-def test_fusion_rejects_mismatched_readings(tmp_path: Path) -> None:
-    retrieved = [ScoredPassage(p, 1.0) for p in corpus_passages()]
-    with pytest.raises(ValueError, match="2 readings for 3 passages"):
-        fuse_candidates(retrieved, [_reading(1.0)] * 2, Fusion(0.9, 10.0))
-
-
 @pytest.mark.parametrize(
     ("needle", "expected"),
     [
@@ -92,7 +59,7 @@ def test_fusion_rejects_mismatched_readings(tmp_path: Path) -> None:
 def test_sentence_around_finds_the_sentences_holding_the_span(needle: str, expected: str) -> None:
     text = "First one. The middle one is here! Is this the end?"
     start = text.index(needle)
-    assert sentence_around(text, start, start + len(needle)) == expected
+    assert quote_around(text, start, start + len(needle)) == expected
 
 
 # --- answering --------------------------------------------------------------------------------
@@ -135,12 +102,24 @@ def test_below_threshold_no_answer_points_to_best_passage(tmp_path: Path) -> Non
 
 
 def test_high_threshold_refuses_even_a_found_span(tmp_path: Path) -> None:
-    # mu pinned: with the reader alone (mu=1) the fake's sure span would reach 0.99.
-    engine = make_engine(tmp_path, min_confidence=0.99, fusion_mu=0.5)
+    engine = make_engine(tmp_path, min_confidence=0.99995)  # the fake's sure span: ~0.9999 uncalibrated
     answer = engine.answer("What is brittle diabetes characterized by?")
     assert answer.text is None
     assert answer.passage is not None and answer.passage.title == CORPUS[0][0]
-    assert answer.confidence < 0.99
+    assert answer.confidence < 0.99995
+
+
+def test_the_confidence_is_the_calibrated_probability(tmp_path: Path) -> None:
+    zeros, ones = tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES)
+    coef = tuple(0.1 if name == "margin" else 0.0 for name in FEATURES)
+    calibration = Calibration(FEATURES, zeros, ones, coef, -0.5, 0.5, 0.9, top_k=1, retrieval_weight=0.0)
+    settings = make_settings(tmp_path)
+    engine = AnswerEngine.from_settings(
+        settings, reader=FakeReader(), index=FakeIndex(), calibration=calibration
+    )
+    answer = engine.answer("What is brittle diabetes characterized by?")
+    assert answer.answered and answer.passages_read == 1
+    assert answer.confidence == pytest.approx(1 / (1 + math.exp(-(0.1 * 9.0 - 0.5))))  # margin 9 - 0
 
 
 def test_nothing_retrieved_gives_no_answer_without_passage(tmp_path: Path) -> None:
@@ -268,4 +247,7 @@ def test_engine_config_holds_no_token(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, telegram_bot_token="123:secret")
     config = EngineConfig.from_settings(settings)
     assert "secret" not in repr(config)
-    assert config.fusion == Fusion.from_settings(settings) and config.top_k == settings.top_k
+    assert config.scoring == Scoring(
+        settings.retrieval_weight, settings.min_confidence, settings.spans_per_passage
+    )
+    assert config.top_k == settings.top_k

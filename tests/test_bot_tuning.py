@@ -1,9 +1,9 @@
-"""The engine's pure fusion functions (hand-built inputs) and the tuner's offline search on top of them."""
+"""Choosing the answer (margins), calibrated confidence, and the tuner's offline search on top of them."""
 
 from __future__ import annotations
 
 import importlib.util
-import math
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,19 +11,37 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from bot.engine import AnswerEngine
-from bot.fusion import Fusion, choose_answer, rank_candidates
-from finetune.postprocess import DecodeSettings, WindowLogits, decode_question
+from bot.calibration import (
+    CALIBRATION_FILE,
+    FEATURES,
+    Calibration,
+    CalibrationError,
+    Outcome,
+    coverage_at,
+    fit,
+    out_of_fold,
+    threshold_for_precision,
+)
+from bot.fusion import UNCALIBRATED_THRESHOLD, Scoring, decide, rank_candidates
 from finetune.types import Reading, Span
-from tests.bot_fakes import FakeIndex, FakeReader, make_settings
+from retrieval import ScoredPassage
+from tests.bot_fakes import corpus_passages
 
 TUNER_PATH = Path(__file__).resolve().parent.parent / "bench" / "tune_engine.py"
 
 
-def reading(*scores: float, null: float = 0.0) -> Reading:
-    """A reading with one span per score (texts s0, s1, ...), best first."""
-    spans = tuple(Span(f"s{i}", i, i + 1, score, 0.0) for i, score in enumerate(scores))
+def reading(*scores: float, null: float = 0.0, texts: tuple[str, ...] = ()) -> Reading:
+    """A reading with one span per score (texts s0, s1, ... unless given), best first."""
+    names = texts or tuple(f"s{i}" for i in range(len(scores)))
+    spans = tuple(Span(t, i, i + 1, s, 0.0) for i, (s, t) in enumerate(zip(scores, names, strict=True)))
     return Reading(spans, null)
+
+
+def retrieved(*scores: float) -> list[ScoredPassage]:
+    passages = corpus_passages()
+    return [
+        ScoredPassage(passages[i % len(passages)], s, bm25=10 * s, dense=s / 2) for i, s in enumerate(scores)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,147 +57,159 @@ def tuner() -> ModuleType:
 # --- rank_candidates ----------------------------------------------------------------------------
 
 
-def test_mu_decides_between_the_reader_and_bm25() -> None:
-    bm25 = [40.0, 1.0]  # passage 0: strong lexical match, weak span; passage 1: the reverse
-    readings = [reading(1.0, null=-5.0), reading(6.0, null=-5.0)]
-    assert rank_candidates(bm25, readings, Fusion(1.0, 10.0))[0].passage_index == 1
-    assert rank_candidates(bm25, readings, Fusion(0.0, 10.0))[0].passage_index == 0
-    mixed = rank_candidates(bm25, readings, Fusion(0.3, 10.0))
-    for c in mixed:
-        assert c.fused == pytest.approx(0.3 * c.reader + 0.7 * c.bm25)
-    assert [c.fused for c in mixed] == sorted((c.fused for c in mixed), reverse=True)
+def test_the_margin_over_no_answer_ranks_passages_not_the_raw_span_score() -> None:
+    # Passage 0: a higher span score, but its passage is surer there is no answer.
+    readings = [reading(8.0, null=7.5), reading(5.0, null=-2.0)]
+    candidates = rank_candidates(retrieved(0.9, 0.5), readings, retrieval_weight=0.0)
+    assert [c.passage_index for c in candidates] == [1, 0]
+    assert candidates[0].margin == pytest.approx(7.0) and candidates[1].margin == pytest.approx(0.5)
 
 
-def test_reader_scores_are_one_softmax_with_the_lowest_null() -> None:
-    readings = [reading(2.0, null=2.0), reading(1.0, null=5.0)]
-    candidates = rank_candidates([1.0, 1.0], readings, Fusion(1.0, 10.0))
-    total = math.exp(2.0) + math.exp(1.0) + math.exp(2.0)  # the null is min(2, 5) = 2
-    assert [c.reader for c in candidates] == pytest.approx([math.exp(2.0) / total, math.exp(1.0) / total])
+def test_the_retrieval_weight_can_overrule_a_small_margin_difference() -> None:
+    readings = [reading(3.0, null=0.0), reading(3.5, null=0.0)]
+    scores = retrieved(1.0, 0.0)
+    assert rank_candidates(scores, readings, 0.0)[0].passage_index == 1
+    assert rank_candidates(scores, readings, 2.0)[0].passage_index == 0
 
 
-def test_a_confident_null_makes_every_span_unlikely() -> None:
-    sure = rank_candidates([5.0], [reading(3.0, null=-10.0)], Fusion(1.0, 10.0))
-    unsure = rank_candidates([5.0], [reading(3.0, null=10.0)], Fusion(1.0, 10.0))
-    assert sure[0].reader > 0.99
-    assert unsure[0].reader < 0.01
+def test_features_are_complete_and_agreement_counts_the_same_answer() -> None:
+    readings = [
+        reading(4.0, texts=("Insulin",)),
+        reading(2.0, texts=("insulin",)),
+        reading(1.0, texts=("x",)),
+    ]
+    candidates = rank_candidates(retrieved(0.9, 0.8, 0.7), readings, 0.0)
+    best = candidates[0]
+    assert set(best.features) == set(FEATURES)
+    assert best.features["agreement"] == pytest.approx(2 / 3)
+    assert best.features["positive_share"] == pytest.approx(1.0)
+    assert best.features["margin_gap"] == pytest.approx(2.0)
+    assert best.features["retrieval_rank"] == 1.0 and best.features["top_dense"] == pytest.approx(0.45)
 
 
-def test_spans_per_passage_limits_the_candidates() -> None:
-    readings = [reading(3.0, 2.0, 1.0), reading(2.5, 0.5)]
-    assert len(rank_candidates([1.0, 1.0], readings, Fusion(1.0, 10.0, spans_per_passage=1))) == 2
-    assert len(rank_candidates([1.0, 1.0], readings, Fusion(1.0, 10.0, spans_per_passage=2))) == 4
-
-
-def test_equal_fused_scores_keep_bm25_order() -> None:
-    candidates = rank_candidates([3.0, 3.0, 3.0], [reading(1.0)] * 3, Fusion(0.5, 10.0))
-    assert [c.passage_index for c in candidates] == [0, 1, 2]
-
-
-def test_no_spans_no_candidates_and_mismatch_is_an_error() -> None:
-    assert rank_candidates([4.0], [Reading((), 0.0)], Fusion(0.5, 10.0)) == []
+def test_passages_without_spans_give_no_candidate_and_mismatches_are_refused() -> None:
+    assert rank_candidates(retrieved(0.5), [Reading((), 0.0)], 0.0) == []
     with pytest.raises(ValueError, match="1 readings for 2 passages"):
-        rank_candidates([1.0, 2.0], [reading(1.0)], Fusion(0.5, 10.0))
+        rank_candidates(retrieved(0.5, 0.4), [reading(1.0)], 0.0)
 
 
-# --- choose_answer ------------------------------------------------------------------------------
+# --- decide and Calibration -------------------------------------------------------------------------
 
 
-def test_threshold_is_inclusive_and_refuses_below() -> None:
-    candidates = rank_candidates([10.0], [reading(1.0, null=-math.inf)], Fusion(0.0, 10.0))
-    assert candidates[0].fused == pytest.approx(0.5)  # bm25 10 / (10 + 10), reader weight 0
-    assert choose_answer(candidates, 0.5) is candidates[0]
-    assert choose_answer(candidates, 0.51) is None
-    assert choose_answer([], 0.0) is None
+def _calibration(threshold: float = 0.5, margin_coef: float = 2.0) -> Calibration:
+    coef = tuple(margin_coef if name == "margin" else 0.0 for name in FEATURES)
+    zeros = tuple(0.0 for _ in FEATURES)
+    ones = tuple(1.0 for _ in FEATURES)
+    return Calibration(FEATURES, zeros, ones, coef, 0.0, threshold, 0.9, top_k=5, retrieval_weight=0.0)
 
 
-def test_fusion_from_settings(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path, fusion_mu=0.7, bm25_half_score=4.0, spans_per_passage=3, min_confidence=0.2
-    )
-    assert Fusion.from_settings(settings) == Fusion(0.7, 4.0, 3, 0.2)
+def test_decide_uses_the_calibrated_probability_and_its_threshold() -> None:
+    sure = rank_candidates(retrieved(0.9), [reading(3.0, null=0.0)], 0.0)
+    unsure = rank_candidates(retrieved(0.9), [reading(0.0, null=1.0)], 0.0)
+    calibration = _calibration(threshold=0.6)
+    yes, no = decide(sure, calibration, Scoring()), decide(unsure, calibration, Scoring())
+    assert yes.answer and yes.confidence == pytest.approx(1 / (1 + np.exp(-6.0)))
+    assert not no.answer and no.confidence < 0.6
+    assert not decide(sure, calibration, Scoring(min_confidence=0.999)).answer  # an explicit override wins
+    assert decide([], calibration, Scoring()).candidate is None
 
 
-def test_offline_fusion_on_the_first_k_matches_the_engine_at_k(tmp_path: Path) -> None:
-    """What the tuner relies on: gather(max k) then rank on the first k == answer() with top_k=k."""
-    questions = ["What is brittle diabetes characterized by?", "What is an insulinoma?", "Is diabetes rare?"]
-    wide = AnswerEngine.from_settings(make_settings(tmp_path), reader=FakeReader(), index=FakeIndex())
-    for k in (1, 2, 3):
-        settings = make_settings(tmp_path, top_k=k, fusion_mu=0.4, min_confidence=0.45)
-        engine = AnswerEngine.from_settings(settings, reader=FakeReader(), index=FakeIndex())
-        for question in questions:
-            evidence = wide.gather(question, 3)
-            scores = [sp.score for sp in evidence.retrieved[:k]]
-            winner = choose_answer(
-                rank_candidates(scores, evidence.readings[:k], Fusion.from_settings(settings)), 0.45
-            )
-            answer = engine.answer(question)
-            assert answer.text == (winner.span.text if winner else None)
-            if winner:
-                assert answer.confidence == pytest.approx(winner.fused)
+def test_without_calibration_the_readers_probability_decides() -> None:
+    candidates = rank_candidates(retrieved(0.9), [reading(9.0, null=0.0)], 0.0)
+    decision = decide(candidates, None, Scoring())
+    assert decision.confidence == pytest.approx(candidates[0].probability)
+    assert decision.answer == (candidates[0].probability >= UNCALIBRATED_THRESHOLD)
 
 
-# --- the tuner's search -------------------------------------------------------------------------
+def test_calibration_round_trips_and_broken_files_name_themselves(tmp_path: Path) -> None:
+    calibration = _calibration()
+    path = calibration.save(tmp_path)
+    assert path == tmp_path / CALIBRATION_FILE and Calibration.load(tmp_path) == calibration
+    assert Calibration.load(tmp_path / "elsewhere") is None
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(CalibrationError, match=str(path)):
+        Calibration.load(tmp_path)
+    path.write_text(json.dumps({"version": 1, "features": ["margin", "shoe_size"]}), encoding="utf-8")
+    with pytest.raises(CalibrationError, match="malformed|unknown"):
+        Calibration.load(tmp_path)
 
 
-def test_threshold_is_the_middle_of_the_best_run(tuner: ModuleType) -> None:
-    assert tuner.pick_threshold([1.0, 2.0, 3.0, 3.0, 3.0, 1.0, 3.0]) == 3
-    assert tuner.pick_threshold([5.0, 4.0]) == 0
+def _outcomes(n: int = 240, seed: int = 0) -> list[Outcome]:
+    """Synthetic questions over 12 documents: a high margin means right, with noise; 1 in 6 unanswerable."""
+    rng = np.random.default_rng(seed)
+    result = []
+    for i in range(n):
+        answerable = i % 6 != 0
+        margin = float(rng.normal(2.0 if answerable else -1.0, 1.5))
+        right = answerable and margin + float(rng.normal(0, 1.0)) > 1.0
+        features = dict.fromkeys(FEATURES, 0.0) | {"margin": margin, "dense": float(rng.normal())}
+        result.append(Outcome(f"q{i}", f"doc{i % 12}", answerable, right, features))
+    return result
 
 
-def test_smaller_k_wins_within_one_question(tuner: ModuleType) -> None:
-    setting = tuner.Setting
-    best = {
-        1: setting(1, 1.0, 0.9, 30.0, 48.2, 0.7, 0.6),
-        5: setting(5, 0.1, 0.2, 31.0, 48.4, 1.0, 0.5),
-    }
-    assert tuner.choose(best, questions=206).k == 1  # 0.2 F1 apart, less than 100/206
-    assert tuner.choose(best, questions=1000).k == 5  # 0.1 F1 per question: 0.2 is a real gain
+def test_the_fitted_threshold_reaches_the_target_precision_out_of_fold() -> None:
+    outcomes = _outcomes()
+    calibration = fit(outcomes, top_k=5, retrieval_weight=0.0, target_precision=0.9)
+    assert calibration.report["precision"] >= 0.9
+    assert calibration.coef[FEATURES.index("margin")] > 0  # more margin, more confidence
+    oof = out_of_fold(outcomes)
+    assert coverage_at(oof, outcomes, calibration.threshold).precision >= 0.9
+    # Answering everything is less precise than what the threshold promises.
+    assert coverage_at(oof, outcomes, 0.0).precision < 0.9
 
 
-def test_sweep_answers_only_when_that_pays(tuner: ModuleType) -> None:
-    """One answerable question the engine gets right, one unanswerable it answers less confidently."""
-    observed = [
-        tuner.Observed("a", "doc", ("s0",), (5.0,), (reading(4.0, null=0.0),)),
-        tuner.Observed("b", "doc", (), (5.0,), (reading(1.0, null=0.0),)),
+def test_threshold_for_precision_takes_the_most_answers_that_reach_the_target() -> None:
+    outcomes = [
+        Outcome(str(i), "d", True, right, {}) for i, right in enumerate([True, True, False, True, False])
     ]
-    best = tuner.best_per_question(observed, 1, 1.0, Fusion(1.0, 10.0))
-    setting = tuner.sweep_thresholds(observed, best, 1, 1.0)
-    assert setting.f1 == pytest.approx(100.0)  # answer a, stay silent on b
-    assert best[1][0] < setting.threshold <= best[0][0]
-    assert setting.answered_share == pytest.approx(0.5)
-    scores = tuner.official_scores(observed, setting, Fusion(1.0, 10.0))
-    assert scores["f1"] == pytest.approx(100.0) and scores["NoAns_f1"] == pytest.approx(100.0)
+    probabilities = [0.9, 0.8, 0.7, 0.6, 0.5]
+    assert threshold_for_precision(probabilities, outcomes, 0.75) == 0.6  # 3 right of 4
+    assert threshold_for_precision(probabilities, outcomes, 1.0) == 0.8
+    assert threshold_for_precision(probabilities, outcomes, 1.1) == 0.8  # unreachable: the best precision
 
 
-def test_sweep_keeps_the_honesty_floor_even_when_answering_everything_scores_more(
-    tuner: ModuleType,
-) -> None:
-    """Answering the unanswerable costs 0 F1 per question less than declining the answerable costs:
-    F1 alone would answer everything; the floor makes the tuner decline the unanswerable question."""
-    observed = [
-        tuner.Observed("a", "doc", ("s0",), (5.0,), (reading(1.0, null=0.0),)),
-        tuner.Observed("b", "doc", ("s0",), (5.0,), (reading(1.0, null=0.0),)),
-        tuner.Observed("c", "doc", (), (5.0,), (reading(3.0, null=0.0),)),
-    ]
-    best = tuner.best_per_question(observed, 1, 1.0, Fusion(1.0, 10.0))
-    greedy = tuner.sweep_thresholds(observed, best, 1, 1.0, min_no_answer=0.0)
-    honest = tuner.sweep_thresholds(observed, best, 1, 1.0, min_no_answer=0.5)
-    assert greedy.answered_share == pytest.approx(1.0) and greedy.no_answer_recall == 0.0
-    assert honest.no_answer_recall == 1.0
-    assert honest.f1 < greedy.f1  # the floor costs F1 here, and is kept anyway
+# --- the tuner --------------------------------------------------------------------------------
 
 
-def test_the_bot_and_finetune_predict_give_a_span_one_probability() -> None:
-    """The reader's probability is one formula: ``decode_question`` and the fusion agree on it."""
-    offsets = np.array([[-1, -1], [0, 5], [6, 10], [11, 16]], dtype=np.int32)
-    windows = [
-        [WindowLogits(np.array([1.0, 4.0, 0.5, 0.1]), np.array([1.0, 0.2, 3.0, 0.1]), offsets)],
-        [WindowLogits(np.array([2.0, 0.5, 1.0, 0.1]), np.array([2.5, 0.2, 1.5, 0.1]), offsets)],
-    ]
-    context = "alpha beta gamma"
-    readings = decode_question([context, context], windows, DecodeSettings(), top_k=2)
-    candidates = rank_candidates([0.0, 0.0], readings, Fusion(1.0, 10.0, spans_per_passage=2))
-    for candidate in candidates:
-        assert candidate.reader == pytest.approx(candidate.span.probability)
-    # and the no-answer option keeps its share: a reader unsure everywhere is not 100% sure of a span
-    assert sum(c.reader for c in candidates) < 1.0
+def _observed(tuner: ModuleType, n: int = 60) -> list:
+    rng = np.random.default_rng(1)
+    observed = []
+    for i in range(n):
+        answerable = i % 5 != 0
+        golds = ("s0",) if answerable else ()
+        good = float(rng.normal(3.0 if answerable else -2.0, 1.0))
+        readings = tuple(
+            reading(good, null=0.0) if j == i % 3 else reading(-1.0, null=0.5, texts=("wrong",))
+            for j in range(8)
+        )
+        observed.append(tuner.Observed(f"q{i}", f"doc{i % 6}", golds, tuple(retrieved(*[0.5] * 8)), readings))
+    return observed
+
+
+def test_the_tuner_reads_more_passages_when_the_answer_hides_lower(tuner: ModuleType) -> None:
+    observed = _observed(tuner)
+    scores = tuner.grid(observed, target=0.9)
+    by_k = {s.k: s for s in scores}
+    assert by_k[1].right_answering_all < by_k[3].right_answering_all  # answer is in passage 0, 1 or 2
+    chosen = tuner.choose(scores)
+    assert chosen.k >= 3 and chosen.coverage.precision >= 0.9
+    held = tuner.held_out(observed, target=0.9)
+    assert 0.0 <= held["right"] <= 1.0 and held["declined_unanswerable"] > 0.5
+
+
+def test_is_right_is_f1_at_least_a_half(tuner: ModuleType) -> None:
+    assert tuner.is_right("high blood sugar", ["high blood sugar levels"])
+    assert not tuner.is_right("sugar", ["high blood sugar levels"])
+    assert not tuner.is_right("anything", [])
+
+
+def test_the_calibration_answers_with_its_likeliest_candidate_not_the_top_margin() -> None:
+    readings = [reading(5.0, null=0.0, texts=("a",)), reading(4.0, null=0.0, texts=("b",))]
+    candidates = rank_candidates(retrieved(0.1, 0.9), readings, 0.0)
+    assert candidates[0].span.text == "a"  # the margin ranks passage 0 first
+    coef = tuple(5.0 if name == "retrieval" else 0.0 for name in FEATURES)
+    zeros, ones = tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES)
+    calibration = Calibration(FEATURES, zeros, ones, coef, 0.0, 0.5, 0.8, top_k=2, retrieval_weight=0.0)
+    decision = decide(candidates, calibration, Scoring())
+    assert decision.candidate is not None and decision.candidate.span.text == "b"
+    assert decision.confidence == pytest.approx(1 / (1 + np.exp(-4.5)))
