@@ -10,9 +10,15 @@ holds (tracemalloc, passages themselves excluded), query latency p50/p95 (ours: 
 including tokenisation; baseline: ``get_scores(tokens)`` + arg-sort for the top 10), the p50 speed-up,
 and whether the top 10 are identical (same passages, same order) for every query.
 
+With ``--hybrid`` it also times hybrid search (``HybridIndex.search``: the real all-MiniLM-L6-v2 query
+embedding, one matrix-vector product over all passage vectors, BM25, fusion) against BM25 alone in the
+same run. The passage vectors are random unit vectors: embedding 100k synthetic passages would take
+hours on a CPU and their values do not change the cost of the search.
+
 Usage:
     .venv/bin/python bench/bench_retrieval.py                      # 1k, 10k, 100k (a few minutes)
     .venv/bin/python bench/bench_retrieval.py --sizes 1000 10000 --queries 50 --no-memory
+    .venv/bin/python bench/bench_retrieval.py --sizes 100000 --queries 200 --no-memory --hybrid
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval import BM25Index, IndexSettings, Passage
+from retrieval import BM25Index, HybridIndex, IndexSettings, Passage, SentenceEncoder
 from retrieval.index import make_bm25, passage_terms
 from retrieval.passages import content_id
 from retrieval.synonyms import SynonymTable
@@ -41,6 +47,7 @@ QUERY_WORDS = (2, 8)
 QUERY_SKIP_TOP = 25
 TOP = 10
 SEED = 1234
+DIM = 384  # all-MiniLM-L6-v2's vector size
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class Row:
     base_p95_ms: float
     identical: int
     queries: int
+    hybrid_p50_ms: float | None = None
+    hybrid_p95_ms: float | None = None
 
 
 def make_vocabulary(rng: np.random.Generator) -> list[str]:
@@ -128,7 +137,18 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(samples, q)) * 1000
 
 
-def bench_size(size: int, queries: list[str], vocabulary: list[str], memory: bool) -> Row:
+def time_hybrid(index: BM25Index, queries: list[str], encoder: Any, rng: np.random.Generator) -> list[float]:
+    """Seconds of each hybrid query over random unit passage vectors (real query embedding)."""
+    vectors = rng.standard_normal((len(index.passages), DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    hybrid = HybridIndex(index, vectors, encoder)
+    hybrid.search(queries[0], TOP)  # warm-up: the encoder's first call allocates
+    return [timed(lambda q=query: hybrid.search(q, TOP))[1] for query in queries]
+
+
+def bench_size(
+    size: int, queries: list[str], vocabulary: list[str], memory: bool, encoder: Any = None
+) -> Row:
     rng = np.random.default_rng(SEED + size)
     passages = make_passages(size, vocabulary, rng)
     settings = IndexSettings(index_title=False)
@@ -152,10 +172,12 @@ def bench_size(size: int, queries: list[str], vocabulary: list[str], memory: boo
         expected, seconds = timed(lambda t=tokens: baseline_top(model, t))
         base_s.append(seconds)
         identical += [position[r.passage.id] for r in results] == expected
+    hybrid_s = time_hybrid(index, queries, encoder, rng) if encoder is not None else None
     return Row(
         size, build_s, base_build_s, mem, base_mem,
         percentile_ms(ours_s, 50), percentile_ms(ours_s, 95),
         percentile_ms(base_s, 50), percentile_ms(base_s, 95), identical, len(queries),
+        percentile_ms(hybrid_s, 50) if hybrid_s else None, percentile_ms(hybrid_s, 95) if hybrid_s else None,
     )  # fmt: skip
 
 
@@ -175,6 +197,12 @@ def print_table(rows: list[Row]) -> None:
             f"{r.p50_ms:7.2f} {r.p95_ms:7.2f} | {r.base_p50_ms:8.2f} {r.base_p95_ms:8.2f} | "
             f"{r.base_p50_ms / r.p50_ms:11.1f}x | {r.identical}/{r.queries}"
         )
+    for r in rows:
+        if r.hybrid_p50_ms is not None:
+            print(
+                f"hybrid at {r.size} passages: p50 {r.hybrid_p50_ms:.2f} ms, p95 {r.hybrid_p95_ms:.2f} ms "
+                f"(query embedding included) vs BM25 p50 {r.p50_ms:.2f} ms: {r.hybrid_p50_ms / r.p50_ms:.1f}x"
+            )
 
 
 def main() -> None:
@@ -184,13 +212,16 @@ def main() -> None:
     parser.add_argument(
         "--no-memory", dest="memory", action="store_false", help="skip the (slow) memory pass"
     )
+    parser.add_argument("--hybrid", action="store_true", help="also time hybrid search (loads MiniLM)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the query encoder")
     args = parser.parse_args()
+    encoder = SentenceEncoder(num_threads=args.threads) if args.hybrid else None
     rng = np.random.default_rng(SEED)
     vocabulary = make_vocabulary(rng)
     queries = make_queries(args.queries, vocabulary, rng)
     rows = []
     for size in args.sizes:
-        rows.append(bench_size(size, queries, vocabulary, args.memory))
+        rows.append(bench_size(size, queries, vocabulary, args.memory, encoder))
         print(f"done {size} passages", flush=True)
     print_table(rows)
     failed = [r.size for r in rows if r.identical != r.queries]

@@ -53,4 +53,19 @@ def test_the_shipped_reader_carries_its_training_settings() -> None:
     config = ReaderConfig.load(SHIPPED)
     trained = json.loads((SHIPPED / "metrics.json").read_text())["settings"]
     assert (config.max_seq_length, config.doc_stride, config.max_answer_length) == (384, 128, 30)
-    assert config.to_json() == {key: trained[key] for key in config.to_json()}
+    # null_threshold is tuned after training (bench/tune_null_threshold.py), the rest comes from training.
+    window_keys = [key for key in config.to_json() if key != "null_threshold"]
+    assert {k: config.to_json()[k] for k in window_keys} == {k: trained[k] for k in window_keys}
+    assert config.null_threshold < 0  # the shipped reader declines more readily than at 0
+
+
+def test_null_threshold_round_trips_and_decides_no_answer(tmp_path: Path) -> None:
+    from finetune.postprocess import best_answer  # noqa: PLC0415
+    from finetune.types import Reading, Span  # noqa: PLC0415
+
+    ReaderConfig(null_threshold=-1.5).save(tmp_path)
+    config = ReaderConfig.load(tmp_path)
+    assert config.null_threshold == -1.5
+    reading = Reading((Span("insulin", 0, 7, 3.0, 0.9),), no_answer_score=2.0)  # span beats null by 1
+    assert best_answer(reading, True, 0.0) == "insulin"
+    assert best_answer(reading, True, config.null_threshold) == ""  # needs a margin of 1.5
