@@ -45,7 +45,7 @@ class Scores:
 
 def score_questions(index: HybridIndex, questions: list[Question]) -> list[Scores]:
     """BM25 and cosine scores of every passage for every question (queries embedded in one batch)."""
-    vectors = index.encoder.encode([q.text for q in questions])
+    vectors = index.encoder.encode([index.bm25.synonyms.spell_out(q.text) for q in questions])
     return [
         Scores(q, index.bm25.score_all(q.text), index.vectors @ v)
         for q, v in zip(questions, vectors, strict=True)

@@ -22,7 +22,7 @@ from bot.config import served_model_dir
 from bot.fusion import Candidate, Decision, Scoring, decide, rank_candidates
 from bot.quoting import quote_around
 from finetune.types import Reading
-from retrieval import HybridSettings, IndexReport, Passage, ScoredPassage, build_index, load_index
+from retrieval import HybridSettings, IndexReport, ScoredPassage, build_index, load_index
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -274,7 +274,7 @@ class AnswerEngine:
         """Turn the decision into an answer, or a pointer to the best passage."""
         best = decision.candidate
         if best is None or not decision.answer:
-            return self._no_answer(retrieved, best, decision.confidence, timings)
+            return self._no_answer(retrieved, decision.confidence, timings)
         passage = retrieved[best.passage_index].passage
         return Answer(
             best.span.text,
@@ -290,14 +290,11 @@ class AnswerEngine:
         )
 
     @staticmethod
-    def _no_answer(
-        retrieved: tuple[ScoredPassage, ...], best: Candidate | None, confidence: float, timings: Timings
-    ) -> Answer:
-        """An honest "not in the documents", pointing to the passage most worth reading."""
-        if best is not None:
-            passage: Passage | None = retrieved[best.passage_index].passage
-        else:
-            passage = retrieved[0].passage if retrieved else None
+    def _no_answer(retrieved: tuple[ScoredPassage, ...], confidence: float, timings: Timings) -> Answer:
+        """An honest "not in the documents", pointing to the best retrieved passage: when no answer is
+        convincing, the retriever's first choice is the page most worth reading (a declined candidate's
+        passage is, more often than not, the wrong one)."""
+        passage = retrieved[0].passage if retrieved else None
         title = passage.title if passage else None
         source = passage.source if passage else None
         return Answer(

@@ -138,7 +138,7 @@ class HybridIndex:
             raise SettingsError(f"retrieval mode must be one of {', '.join(MODES)}, got {mode!r}")
         if mode == "bm25":
             return self.bm25.search(query, top_k)
-        cosines = self.vectors @ self.encoder.encode([query])[0]
+        cosines = self.vectors @ self.encoder.encode([self.bm25.synonyms.spell_out(query)])[0]
         return self.rank(
             self.bm25.score_all(query), cosines, top_k, dataclasses.replace(self.settings, mode=mode)
         )

@@ -20,9 +20,12 @@ class SynonymTable:
 
     Attributes:
         groups: each group's phrases (token tuples), in file order.
+        spelled: each group's phrase as written out for a reader (its first term of several words, else
+            its first term): what an abbreviation means, for the sentence encoder.
     """
 
     groups: tuple[tuple[Phrase, ...], ...] = ()
+    spelled: tuple[str, ...] = ()
 
     @classmethod
     def from_lines(cls, lines: list[str], where: str = "<synonyms>") -> SynonymTable:
@@ -39,6 +42,7 @@ class SynonymTable:
             RetrievalError: a line with fewer than two terms.
         """
         groups = []
+        spelled = []
         for number, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -54,7 +58,8 @@ class SynonymTable:
                 else:
                     logger.warning("%s:%d: %r is only stop words; ignored", where, number, term)
             groups.append(tuple(dict.fromkeys(phrases)))
-        return cls(tuple(groups))
+            spelled.append(next((t for t in terms if " " in t), terms[0]))
+        return cls(tuple(groups), tuple(spelled))
 
     @classmethod
     def load(cls, path: Path) -> SynonymTable:
@@ -96,6 +101,22 @@ class SynonymTable:
                         seen.add(token)
                         added.append(token)
         return tokens + added
+
+
+    def spell_out(self, query: str) -> str:
+        """``query`` with the written-out phrase of each group it mentions appended in brackets.
+
+        Dense retrieval's encoder never learnt "T1D" or "a1c"; "my son has T1D (type 1 diabetes)" is a
+        sentence it can place. A phrase the query already contains is not repeated.
+        """
+        tokens = tokenize(query)
+        lowered = query.lower()
+        extra = [
+            text
+            for group, text in zip(self.groups, self.spelled, strict=True)
+            if any(_contains(tokens, phrase) for phrase in group) and text.lower() not in lowered
+        ]
+        return f"{query} ({'; '.join(extra)})" if extra else query
 
 
 def _contains(tokens: list[str], phrase: Phrase) -> bool:

@@ -167,3 +167,25 @@ def test_minilm_encoder_gives_unit_vectors_that_match_meaning() -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
     assert encoder.model_id.endswith(encoder.model_id.split("@")[1]) and "@" in encoder.model_id
+
+
+def test_abbreviations_are_spelled_out_for_the_encoder() -> None:
+    from retrieval.settings import DEFAULT_SYNONYMS  # noqa: PLC0415
+    from retrieval.synonyms import SynonymTable  # noqa: PLC0415
+
+    table = SynonymTable.load(DEFAULT_SYNONYMS)
+    assert table.spell_out("my son has T1D") == "my son has T1D (type 1 diabetes)"
+    assert table.spell_out("what is type 1 diabetes") == "what is type 1 diabetes"  # already spelled out
+    assert table.spell_out("zebra") == "zebra"
+
+
+def test_the_dense_query_is_the_spelled_out_question(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    encoder = HashingEncoder()
+    build_index(docs, tmp_path / "index", encoder=encoder)
+    index = load_index(tmp_path / "index", encoder)
+    seen: list[str] = []
+    original = encoder.encode
+    encoder.encode = lambda texts, progress=None: seen.extend(texts) or original(texts, progress)
+    index.search("is a t1d pump safe", mode="dense")
+    assert seen == ["is a t1d pump safe (type 1 diabetes)"]
