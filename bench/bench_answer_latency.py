@@ -269,13 +269,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--retries", type=int, default=1, help="how often a loaded run is repeated")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--index", type=Path, default=None, help="a built hybrid index of data/docs to reuse")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     n = 20 if args.quick else N_QUESTIONS
     questions = questions_from(QUESTIONS, n)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        settings = Settings(_env_file=None, index_dir=Path(tmp) / "index", model_dir=SHIPPED_MODEL_DIR)
-        build_index(DOCS, settings.index_dir, encoder=SentenceEncoder())
+        index_dir = args.index or Path(tmp) / "index"
+        settings = Settings(_env_file=None, index_dir=index_dir, model_dir=SHIPPED_MODEL_DIR)
+        if args.index is None:
+            build_index(DOCS, settings.index_dir, encoder=SentenceEncoder())
         plan = configs(settings, args.quick)
         engines = make_engines(settings, plan)
     for config in plan:  # warm-up: first calls allocate and pick kernels

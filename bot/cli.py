@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from bot import __version__
 from bot.answer import Answer
-from bot.calibration import CalibrationError
+from bot.calibration import DEFAULT_TARGET_PRECISION, CalibrationError
 from bot.config import Settings
 from bot.engine import AnswerEngine
 from bot.errors import BadInputError, ModelDirError
@@ -264,6 +264,60 @@ def ask(
         answer = engine.answer(text)
         typer.echo(json.dumps(answer_record(answer), ensure_ascii=False) if as_json else answer_text(answer))
         sys.stdout.flush()  # a long --questions run shows its progress line by line
+
+
+# --- calibrate ---------------------------------------------------------------------------------
+
+
+@app.command()
+def calibrate(
+    data: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="SQuAD v2 questions held out from training, unanswerable ones included.",
+        ),
+    ] = Path("data/diabetes-qa/dev.json"),
+    target_precision: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Share of answers that must be right (out of fold).")
+    ] = DEFAULT_TARGET_PRECISION,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole report as one JSON document.")
+    ] = False,
+    model_dir: ModelDirOption = None,
+    index_dir: IndexDirOption = None,
+    docs_dir: DocsDirOption = None,
+) -> None:
+    """Fit the served model's calibrated confidence on held-out questions; writes its calibration.json.
+
+    Every question is asked as the bot asks it (the index of HELPLINE_INDEX_DIR, or a fresh one of the
+    documents when there is none yet); run it after `finetune train`, then /reload.
+    """
+    from bot.tuning import read_all, tune  # noqa: PLC0415 - loads scikit-learn and the model
+
+    settings = load_settings(model_dir=model_dir, index_dir=index_dir, docs_dir=docs_dir)
+    check_model(settings)
+    served = settings.served_model_dir()
+    index = settings.index_dir if settings.index_dir.exists() else None
+    try:
+        observed, seconds = read_all(served, index, data, settings.docs_dir)
+    except (FinetuneError, IndexLoadError, EncoderError) as e:
+        raise _fail(str(e)) from None
+    calibration, report = tune(observed, target_precision, seconds, f"{data} ({len(observed)} questions)")
+    report["written"] = str(calibration.save(served))
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    chosen, held = report["chosen"], report["held_out"]
+    oof = chosen["coverage"]
+    typer.echo(
+        f"k={chosen['k']}, threshold {chosen['threshold']:.3f}: out of fold {oof['right']:.1%} of "
+        f"answerable questions answered right, {oof['precision']:.1%} of answers right, "
+        f"{oof['declined_unanswerable']:.1%} of unanswerable declined; held out by document: "
+        f"{held['right']:.1%} / {held['precision']:.1%} / {held['declined_unanswerable']:.1%}\n"
+        f"wrote {report['written']} (set HELPLINE_TOP_K={chosen['k']} to read as many passages)"
+    )
 
 
 # --- export-feedback ---------------------------------------------------------------------------

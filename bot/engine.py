@@ -399,7 +399,8 @@ def load_calibration(model_dir: Path) -> Calibration | None:
     if calibration is None:
         logger.warning(
             "model %s has no calibration.json: confidence is the reader's own probability; "
-            "fit one with bench/tune_engine.py --write-calibration",
+            "fit one with: bot calibrate --model-dir %s",
+            model_dir,
             model_dir,
         )
     return calibration

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot import cli
+from bot.calibration import Calibration
 from bot.config import SHIPPED_MODEL_DIR
 from bot.engine import AnswerEngine
 from bot.testing.fake_telegram import FakeTelegram
@@ -381,3 +382,38 @@ def test_a_bug_while_loading_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch
     result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
     assert result.exception is bug
     assert "cannot load the reader" not in result.stderr
+
+
+def test_calibrate_writes_the_served_models_calibration(
+    tiny_model: Path, indexed: Path, tmp_path: Path
+) -> None:
+    """`bot calibrate` asks held-out questions as the bot would and writes calibration.json beside the
+    weights; the engine then loads it with the model."""
+    import shutil  # noqa: PLC0415
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    articles = []
+    for title, _source, text, phrase, word in CORPUS:
+        qas = [
+            {
+                "id": f"{word}-1",
+                "question": f"what about {word}?",
+                "answers": [{"text": phrase, "answer_start": text.index(phrase)}],
+            },
+            {
+                "id": f"{word}-2",
+                "question": f"is {word} sold in shops?",
+                "answers": [],
+                "is_impossible": True,
+            },
+        ]
+        articles.append({"title": title, "paragraphs": [{"context": text, "qas": qas}]})
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps({"version": "v2.0", "data": articles}), encoding="utf-8")
+    result = runner.invoke(cli.app, ["calibrate", "--data", str(data), "--model-dir", str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["questions"] == 2 * len(CORPUS) and report["written"] == str(model / "calibration.json")
+    calibration = Calibration.load(model)
+    assert calibration is not None and calibration.top_k == report["chosen"]["k"]

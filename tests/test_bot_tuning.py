@@ -46,12 +46,18 @@ def retrieved(*scores: float) -> list[ScoredPassage]:
 
 @pytest.fixture(scope="module")
 def tuner() -> ModuleType:
-    """bench/tune_engine.py as a module (bench/ is scripts, not a package)."""
+    """The tuning library (``bot calibrate`` and ``bench/tune_engine.py`` run it)."""
+    import bot.tuning  # noqa: PLC0415
+
+    return bot.tuning
+
+
+def test_the_bench_script_loads_on_the_library() -> None:
     spec = importlib.util.spec_from_file_location("tune_engine", TUNER_PATH)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["tune_engine"] = module  # dataclasses look their module up by name
+    sys.modules["tune_engine"] = module
     spec.loader.exec_module(module)
-    return module
+    assert module.Observed is __import__("bot.tuning", fromlist=["Observed"]).Observed
 
 
 # --- rank_candidates ----------------------------------------------------------------------------
