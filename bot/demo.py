@@ -149,7 +149,11 @@ def main() -> None:
     )
     run_command(_train_command(round_dir, model_dir, config))
     engine.reload(model_dir=round_dir)
-    console.print(f"Serving the new reader from [bold]{round_dir}[/bold] (in Telegram: /reload)")
+    console.print(
+        f"Serving the new reader from [bold]{round_dir}[/bold] (in Telegram: /reload). It has no calibrated "
+        f"confidence yet, so it answers only when the reader alone is very sure; an admin runs "
+        f"`bot calibrate --model-dir {round_dir}` (a few minutes) before serving it for real."
+    )
     ask_all(engine, SAMPLE_QUESTIONS[:2])
 
     step("5. Start the Telegram bot")
