@@ -91,7 +91,11 @@ def ensure_reader(settings: Settings, config: DemoConfig) -> Path:
     return settings.model_dir
 
 
-def _train_command(output: Path, base: Path | str, config: DemoConfig) -> list[str]:
+def _train_command(
+    output: Path, base: Path | str, config: DemoConfig, *, overwrite: bool = False
+) -> list[str]:
+    """The admin's `finetune train` command; ``overwrite`` for the demo's own round (a second `make demo`
+    replaces the model of the first)."""
     return [
         str(Path(sys.executable).parent / "finetune"),
         "train",
@@ -109,6 +113,7 @@ def _train_command(output: Path, base: Path | str, config: DemoConfig) -> list[s
         str(config.round_examples),
         "--max-seq-length",
         str(config.round_max_seq_length),
+        *(["--overwrite"] if overwrite else []),
     ]
 
 
@@ -147,7 +152,7 @@ def main() -> None:
         f"New annotations arrive; the admin fine-tunes the served reader ({model_dir}) on them "
         f"(a short run here: {config.round_examples} questions), then the bot serves the new model."
     )
-    run_command(_train_command(round_dir, model_dir, config))
+    run_command(_train_command(round_dir, model_dir, config, overwrite=True))
     engine.reload(model_dir=round_dir)
     console.print(
         f"Serving the new reader from [bold]{round_dir}[/bold] (in Telegram: /reload). It has no calibrated "
