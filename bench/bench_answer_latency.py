@@ -148,7 +148,8 @@ def make_engines(settings: Settings, plan: Sequence[Config]) -> dict[str, Answer
             changes["retrieval_mode"] = config.retrieval_mode
         engine_settings = settings.model_copy(update=changes)
         index = lexical if engine_settings.retrieval_mode == "bm25" else hybrid
-        calibration = Calibration.load(settings.served_model_dir())
+        # The calibration was fitted on hybrid evidence; the BM25 baseline decides without it.
+        calibration = Calibration.load(settings.served_model_dir()) if index is hybrid else None
         engines[config.name] = AnswerEngine.from_settings(
             engine_settings, reader=reader_like, index=index, calibration=calibration
         )
