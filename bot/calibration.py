@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bot.atomic import write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_VERSION = 1
@@ -112,17 +112,7 @@ class Calibration:
     def save(self, model_dir: Path) -> Path:
         """Write ``calibration.json`` into ``model_dir`` atomically (temp file, then rename)."""
         path = Path(model_dir) / CALIBRATION_FILE
-        data = {"version": CALIBRATION_VERSION, **asdict(self)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{CALIBRATION_FILE}.", dir=model_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=1)
-                handle.write("\n")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, {"version": CALIBRATION_VERSION, **asdict(self)})
         return path
 
     @classmethod

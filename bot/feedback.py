@@ -17,16 +17,14 @@ cannot be annotated: they are skipped and counted.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.atomic import write_json_atomic
 from bot.errors import BadInputError
 from bot.store import ReviewItem, Store, StoredPassage
 
@@ -36,7 +34,6 @@ SQUAD_VERSION = "v2.0"
 ID_PREFIX = "helpline-"
 # Hex digits of the sha1 kept in a question id: 64 bits, no collisions at a helpline's volume.
 ID_HEX_DIGITS = 16
-FILE_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -156,28 +153,6 @@ def build_document(items: Iterable[ReviewItem]) -> dict[str, Any]:
                 article["paragraphs"].append(paragraph)
             paragraphs[passage.id]["qas"].append(qa_record(item, passage))
     return {"version": SQUAD_VERSION, "data": list(articles.values())}
-
-
-def write_json_atomic(path: Path, document: Any) -> None:
-    """Write ``document`` as indented UTF-8 JSON to a temp file beside ``path``, then rename it into place.
-
-    Args:
-        path: the destination (its folder is created when missing).
-        document: JSON-serialisable data.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; an export is a normal, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def select_items(items: Sequence[ReviewItem], since: str | None) -> tuple[list[ReviewItem], int]:

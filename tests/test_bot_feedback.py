@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot import cli, feedback
+from bot import atomic, cli, feedback
 from bot.engine import AnswerEngine
 from bot.feedback import export_feedback, parse_since
 from bot.store import Store
@@ -168,7 +168,7 @@ def test_failed_write_leaves_the_old_file_and_no_temp_files(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(feedback.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)  # the writer export_feedback uses
     with pytest.raises(OSError, match="disk full"):
         export_feedback(store, out)
     assert out.read_text(encoding="utf-8") == "previous export"
