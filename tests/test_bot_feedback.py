@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot import atomic, cli, feedback
+from bot import atomic, cli
 from bot.engine import AnswerEngine
 from bot.feedback import export_feedback, parse_since
 from bot.store import Store
