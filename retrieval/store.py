@@ -242,11 +242,13 @@ def build_index(
         passages, records, dropped, reused = _chunk_all(documents, settings, previous)
         passages = unique_passages(passages)
         vectors, embedded = _embed(passages, encoder, previous, progress)
-        manifest = _manifest(settings, records, skipped, dropped, passages, vectors, encoder)
+        # Serialised once: the manifest's checksums and the files written are the same bytes.
+        files = {PASSAGES: _passages_bytes(passages)}
+        if vectors is not None:
+            files[VECTORS] = _vectors_bytes(vectors)
+        manifest = _manifest(settings, records, skipped, dropped, len(passages), files, vectors, encoder)
         other_version = unreadable_version(index_dir)
-        replaced = write_and_swap(
-            index_dir, lambda folder: _write_generation(folder, manifest, passages, vectors)
-        )
+        replaced = write_and_swap(index_dir, lambda folder: _write_generation(folder, manifest, files))
         kept = set_aside(index_dir, replaced, other_version) if other_version and replaced else None
     return IndexReport(
         documents=len(documents),
@@ -393,12 +395,12 @@ def _embed(
 
 def _manifest(
     settings: IndexSettings, records: list[DocumentRecord], skipped: list[SkippedFile],
-    dropped: list[DroppedPassage], passages: list[Passage], vectors: np.ndarray | None,
+    dropped: list[DroppedPassage], passage_count: int, files: dict[str, bytes], vectors: np.ndarray | None,
     encoder: TextEncoder | None,
 ) -> IndexManifest:  # fmt: skip
     embedding = None
     if vectors is not None and encoder is not None:
-        embedding = EmbeddingRecord(encoder.model_id, int(vectors.shape[1]), _sha256(_vectors_bytes(vectors)))
+        embedding = EmbeddingRecord(encoder.model_id, int(vectors.shape[1]), _sha256(files[VECTORS]))
     return IndexManifest(
         format=FORMAT_NAME,
         format_version=FORMAT_VERSION,
@@ -407,8 +409,8 @@ def _manifest(
         settings=settings,
         documents=tuple(records),
         skipped=tuple(skipped),
-        passages=len(passages),
-        passages_sha256=_sha256(_passages_bytes(passages)),
+        passages=passage_count,
+        passages_sha256=_sha256(files[PASSAGES]),
         dropped=tuple(dropped),
         embedding=embedding,
     )
@@ -429,10 +431,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_generation(
-    folder: Path, manifest: IndexManifest, passages: list[Passage], vectors: np.ndarray | None
-) -> None:
-    write_synced(folder / PASSAGES, _passages_bytes(passages))
-    if vectors is not None:
-        write_synced(folder / VECTORS, _vectors_bytes(vectors))
+def _write_generation(folder: Path, manifest: IndexManifest, files: dict[str, bytes]) -> None:
+    """The data files first, the manifest last: a generation with a manifest is complete."""
+    for name, data in files.items():
+        write_synced(folder / name, data)
     write_synced(folder / MANIFEST, json.dumps(manifest.to_json(), indent=1, ensure_ascii=False).encode())
