@@ -23,7 +23,7 @@ from retrieval.hybrid import MODES, HybridIndex, HybridSettings
 from retrieval.index import BM25Index
 from retrieval.passages import ScoredPassage
 from retrieval.settings import VARIANTS, IndexSettings
-from retrieval.store import build_index, load_index, load_index_files
+from retrieval.store import build_index, load_index, load_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def search(
         raise _fail("give either a QUERY or --queries FILE (not both)")
     with _user_errors():
         if mode == "auto":
-            mode = _H.mode if load_index_files(index_dir)[0].embedding is not None else "bm25"
+            mode = _H.mode if load_manifest(index_dir).embedding is not None else "bm25"
         settings = HybridSettings(mode=mode)  # type: ignore[arg-type]  # checked by HybridSettings
         loaded = load_index(index_dir, SentenceEncoder(encoder) if mode != "bm25" else None, settings)
         if queries is not None:

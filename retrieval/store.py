@@ -154,12 +154,26 @@ def load_index_files(index_dir: Path) -> tuple[IndexManifest, list[Passage]]:
     return generation.manifest, generation.passages
 
 
-def _read_generation(index_dir: Path, with_vectors: bool) -> _Generation:
+def load_manifest(index_dir: Path) -> IndexManifest:
+    """The checked manifest of an index, without reading its data files (what ``retrieval search``
+    needs to know whether the index holds vectors).
+
+    Raises:
+        IndexLoadError: as ``load_index``.
+    """
+    return _resolved_manifest(Path(index_dir))[1]
+
+
+def _resolved_manifest(index_dir: Path) -> tuple[Path, IndexManifest]:
     if not index_dir.exists():
         raise IndexLoadError(f"no index at {index_dir}; {fix_hint(index_dir)}")
     # Resolve the link once, so a rebuild swapping it meanwhile cannot mix two generations.
     folder = index_dir.resolve()
-    manifest = read_manifest(folder, index_dir)
+    return folder, read_manifest(folder, index_dir)
+
+
+def _read_generation(index_dir: Path, with_vectors: bool) -> _Generation:
+    folder, manifest = _resolved_manifest(index_dir)
     passages = _read_passages(folder / PASSAGES, manifest, index_dir)
     vectors = _read_vectors(folder / VECTORS, manifest, index_dir) if with_vectors else None
     return _Generation(manifest, passages, vectors)
