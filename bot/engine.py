@@ -346,7 +346,7 @@ class AnswerEngine:
         docs_dir = docs_dir or self.config.docs_dir
         with self._admin_lock:
             index_dir = self._index_dir
-            report = build_index(docs_dir, index_dir, encoder=self._encoder_if_dense())
+            report = build_index(docs_dir, index_dir, encoder=self.encoder)
             index = self._load_index(index_dir)
             with self._swap_lock:
                 self._index = index
@@ -362,10 +362,6 @@ class AnswerEngine:
     @property
     def encoder(self) -> Any:
         """The query/passage encoder of hybrid and dense search (built once), None in bm25 mode."""
-        return self._encoder_if_dense()
-
-    def _encoder_if_dense(self) -> Any:
-        """The query/passage encoder (built once), or None in bm25 mode."""
         if self.config.retrieval.mode == "bm25":
             return None
         if self._encoder is None:
@@ -377,7 +373,7 @@ class AnswerEngine:
         return self._encoder
 
     def _load_index(self, index_dir: Path) -> SearchIndex:
-        return load_index(index_dir, self._encoder_if_dense(), self.config.retrieval)
+        return load_index(index_dir, self.encoder, self.config.retrieval)
 
     def _load_reader(self, model_dir: Path) -> ReaderLike:
         """Build and warm up the real reader (imported here: torch loads only when a model is served)."""
