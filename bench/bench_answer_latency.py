@@ -129,6 +129,8 @@ def make_engines(settings: Settings, plan: Sequence[Config]) -> dict[str, Answer
     hybrid_settings = HybridSettings(settings.retrieval_mode, settings.dense_weight)
     hybrid = load_index(settings.index_dir, encoder, hybrid_settings)
     lexical = load_index(settings.index_dir)
+    # Fitted on hybrid evidence: the BM25 baseline decides without it.
+    calibration = Calibration.load(settings.served_model_dir())
     readers: dict[str, Reader] = {}
     engines = {}
     for config in plan:
@@ -148,10 +150,11 @@ def make_engines(settings: Settings, plan: Sequence[Config]) -> dict[str, Answer
             changes["retrieval_mode"] = config.retrieval_mode
         engine_settings = settings.model_copy(update=changes)
         index = lexical if engine_settings.retrieval_mode == "bm25" else hybrid
-        # The calibration was fitted on hybrid evidence; the BM25 baseline decides without it.
-        calibration = Calibration.load(settings.served_model_dir()) if index is hybrid else None
         engines[config.name] = AnswerEngine.from_settings(
-            engine_settings, reader=reader_like, index=index, calibration=calibration
+            engine_settings,
+            reader=reader_like,
+            index=index,
+            calibration=calibration if index is hybrid else None,
         )
     return engines
 
