@@ -152,6 +152,7 @@ class Outcome:
     answerable: bool
     right: bool  # answering with this candidate is right (False for unanswerable questions)
     features: dict[str, float]
+    text: str = ""  # the candidate answer ("" when no passage offered one)
 
 
 @dataclass(frozen=True)

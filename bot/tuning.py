@@ -81,22 +81,21 @@ def is_right(text: str, golds: Sequence[str]) -> bool:
     return bool(golds) and max(f1(text, g) for g in golds) >= RIGHT_F1
 
 
-def outcomes(observed: Sequence[Observed], k: int) -> list[tuple[Outcome, str]]:
-    """Every candidate (one per passage with a span) of every question at k, with its text."""
+def outcomes(observed: Sequence[Observed], k: int) -> list[Outcome]:
+    """Every candidate (one per passage with a span) of every question at k."""
     result = []
     for q in observed:
         candidates = rank_candidates(q.retrieved[:k], q.readings[:k], retrieval_weight=0.0)
         if not candidates:  # nothing read: the engine declines; one featureless, unsure candidate
-            features = dict.fromkeys(FEATURES, 0.0)
-            result.append((Outcome(q.id, q.document, bool(q.golds), False, features), ""))
+            result.append(Outcome(q.id, q.document, bool(q.golds), False, dict.fromkeys(FEATURES, 0.0)))
         for c in candidates:
             right = is_right(c.span.text, q.golds)
-            result.append((Outcome(q.id, q.document, bool(q.golds), right, c.features), c.span.text))
+            result.append(Outcome(q.id, q.document, bool(q.golds), right, c.features, c.span.text))
     return result
 
 
 def score_setting(observed: Sequence[Observed], k: int, target: float) -> SettingScore:
-    outs = [o for o, _ in outcomes(observed, k)]
+    outs = outcomes(observed, k)
     chosen, probabilities = best_per_question(outs, out_of_fold(outs))
     threshold = threshold_for_precision(probabilities, chosen, target)
     answerable = sum(o.answerable for o in chosen) or 1
@@ -119,7 +118,7 @@ def choose(scores: Sequence[SettingScore]) -> SettingScore:
 
 def risk_coverage(observed: Sequence[Observed], k: int) -> list[Coverage]:
     """Out-of-fold figures at the thresholds that reach each precision in PRECISIONS, and answering all."""
-    outs = [o for o, _ in outcomes(observed, k)]
+    outs = outcomes(observed, k)
     chosen, probabilities = best_per_question(outs, out_of_fold(outs))
     rows = [
         coverage_at(probabilities, chosen, threshold_for_precision(probabilities, chosen, p))
@@ -129,21 +128,17 @@ def risk_coverage(observed: Sequence[Observed], k: int) -> list[Coverage]:
 
 
 def fit_calibration(observed: Sequence[Observed], k: int, target: float, fitted_on: str = "") -> Calibration:
-    outs = [o for o, _ in outcomes(observed, k)]
+    outs = outcomes(observed, k)
     return fit(outs, top_k=k, retrieval_weight=0.0, target_precision=target, fitted_on=fitted_on)
 
 
 def chosen_answers(
     observed: Sequence[Observed], k: int, calibration: Calibration
-) -> list[tuple[Outcome, str, bool]]:
-    """Each question's chosen candidate under ``calibration``: (outcome, text, answered)."""
-    pairs = outcomes(observed, k)
-    probabilities = [calibration.probability(o.features) for o, _ in pairs]
-    best: dict[str, tuple[Outcome, str, float]] = {}
-    for (o, text), p in zip(pairs, probabilities, strict=True):
-        if o.question_id not in best or p > best[o.question_id][2]:
-            best[o.question_id] = (o, text, p)
-    return [(o, text, p >= calibration.threshold) for o, text, p in best.values()]
+) -> list[tuple[Outcome, bool]]:
+    """Each question's chosen candidate under ``calibration``, and whether it is given as the answer."""
+    outs = outcomes(observed, k)
+    chosen, probabilities = best_per_question(outs, [calibration.probability(o.features) for o in outs])
+    return [(o, p >= calibration.threshold) for o, p in zip(chosen, probabilities, strict=True)]
 
 
 def held_out(observed: Sequence[Observed], target: float, folds: int = 2) -> dict[str, float]:
@@ -155,7 +150,7 @@ def held_out(observed: Sequence[Observed], target: float, folds: int = 2) -> dic
         tune_part = [q for q in observed if fold_of[q.document] != fold]
         test_part = [q for q in observed if fold_of[q.document] == fold]
         chosen = choose(grid(tune_part, target))
-        for outcome, _, answers in chosen_answers(
+        for outcome, answers in chosen_answers(
             test_part, chosen.k, fit_calibration(tune_part, chosen.k, target)
         ):
             answered += answers
@@ -175,8 +170,8 @@ def squad_style(observed: Sequence[Observed], k: int, calibration: Calibration) 
     """EM/F1 (SQuAD v2 style: a declined unanswerable question scores 1) with in-sample confidence."""
     golds_of = {q.id: q.golds for q in observed}
     em = f1_total = 0.0
-    for outcome, text, answers in chosen_answers(observed, k, calibration):
-        given = text if answers else ""
+    for outcome, answers in chosen_answers(observed, k, calibration):
+        given = outcome.text if answers else ""
         golds = golds_of[outcome.question_id] or ("",)
         em += max(exact_match(given, g) for g in golds)
         f1_total += max(f1(given, g) for g in golds)
