@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-
-from bot.faq import TUNED_FAQ_THRESHOLD
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ModelDirError
+from bot.faq import TUNED_FAQ_THRESHOLD
 
 # The reader that ships in the repository; served when HELPLINE_MODEL_DIR is left at its default and
 # that default holds no model yet.

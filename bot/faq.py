@@ -62,7 +62,7 @@ class FaqMatch:
 
 
 def normalise_question(text: str) -> str:
-    """Lowercase, NFKC, punctuation dropped, whitespace collapsed: ``When do we meet?`` == ``when do we meet``."""
+    """Casefolded, NFKC, no punctuation, single spaces: ``When do we meet?`` -> ``when do we meet``."""
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(_PUNCTUATION.sub(" ", text).split())
 
@@ -155,7 +155,9 @@ class FaqMatcher:
         """
         encoder = self.encoder
         texts = [(entry.question, f"{entry.question} {entry.answer}") for entry in entries]
-        missing = [text for text in dict.fromkeys(t for pair in texts for t in pair) if text not in self._vectors]
+        missing = [
+            text for text in dict.fromkeys(t for pair in texts for t in pair) if text not in self._vectors
+        ]
         if missing:
             for text, vector in zip(missing, encoder.encode(missing), strict=True):
                 self._vectors[text] = vector

@@ -158,9 +158,11 @@ def m003_faq(conn: sqlite3.Connection) -> None:
             added_at TEXT NOT NULL,
             added_by TEXT NOT NULL            -- keyed hash of the admin
         );
-        ALTER TABLE questions ADD COLUMN faq_id INTEGER  -- the FAQ entry that answered, NULL otherwise
         """,
     )
+    # The FAQ entry that answered a question (NULL: the documents did, or nothing did). No comment in
+    # the statement: SQLite splices an ADD COLUMN's text into the stored CREATE TABLE.
+    conn.execute("ALTER TABLE questions ADD COLUMN faq_id INTEGER")
 
 
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:

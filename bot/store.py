@@ -504,7 +504,8 @@ class Store:
         member = self.member_key(member_id)
         with self._transaction() as conn:
             row = conn.execute(
-                "SELECT question, passage_id FROM questions WHERE id = ? AND member = ?", (question_id, member)
+                "SELECT question, passage_id FROM questions WHERE id = ? AND member = ?",
+                (question_id, member),
             ).fetchone()
             if row is None or row[0] is None:
                 return TicketRequest("unknown")

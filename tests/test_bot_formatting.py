@@ -126,8 +126,13 @@ def test_source_without_url_shows_the_title() -> None:
 
 
 def test_stats_text() -> None:
-    stats = Stats(today=PeriodStats(0, 0, 0, 0, None), all_time=PeriodStats(4, 3, 2, 1, 12.4))
+    stats = Stats(
+        today=PeriodStats(0, 0, 0, 0, None), all_time=PeriodStats(4, 3, 2, 1, 12.4, 1, 2), faq_entries=5,
+        open_tickets=1, answered_tickets=1,
+    )  # fmt: skip
     text = formatting.format_stats(stats)
+    assert "Median latency: 12 ms\nFrom the FAQ: 1 · Handed to volunteers: 2" in text
+    assert "FAQ entries: 5\nVolunteer tickets: 1 open, 1 answered" in text
     assert "<b>Today (UTC)</b>\nQuestions: 0\nAnswered: 0 (0%)" in text
     assert "Answered: 3 (75%)\nHelpful: 2 · Not helpful: 1\nMedian latency: 12 ms" in text
     assert "Median latency: n/a" in text
