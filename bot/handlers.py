@@ -593,7 +593,7 @@ async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         installed = await _receive_document(context, svc.settings, message)
     except uploads.UploadError as e:
         await asyncio.to_thread(svc.store.log_admin, member.id, "upload", True, str(e))
-        await message.reply_text(f"{str(e)[0].upper()}{str(e)[1:]}.")
+        await message.reply_text(str(e) if str(e).endswith(".") else f"{e}.")
         return
     docs = svc.settings.docs_dir
     try:

@@ -96,11 +96,11 @@ def target_path(docs_dir: Path, name: str, replace: bool) -> Path:
             ``replace``).
     """
     if not docs_dir.is_dir():
-        raise UploadError(f"the documents folder {docs_dir} (HELPLINE_DOCS_DIR) does not exist")
+        raise UploadError(f"The documents folder {docs_dir} (HELPLINE_DOCS_DIR) does not exist")
     target = docs_dir / name
     if target.exists() and not replace:
         raise UploadError(
-            f"a document named {name} already exists; send the file again with the caption "
+            f"A document named {name} already exists; send the file again with the caption "
             f"{REPLACE_CAPTION} to replace it"
         )
     return target
@@ -141,7 +141,7 @@ def install(temp: Path, target: Path, *, replace: bool, limit: int) -> Installed
                 os.link(temp, target)  # fails if the name was taken meanwhile: never overwrites
             except FileExistsError:
                 raise UploadError(
-                    f"a document named {target.name} already exists; send it again with the caption "
+                    f"A document named {target.name} already exists; send it again with the caption "
                     f"{REPLACE_CAPTION} to replace it"
                 ) from None
         title = document.title if not document.title.startswith(".upload-") else target.stem
@@ -151,4 +151,7 @@ def install(temp: Path, target: Path, *, replace: bool, limit: int) -> Installed
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+    """A size as people read it: ``10.0 MB``, ``49 KB``."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    return f"{max(1, round(size / 1024))} KB"
