@@ -429,11 +429,12 @@ async def on_volunteer_reply(update: Update, context: ContextTypes.DEFAULT_TYPE)
     to anything else, it is ignored."""
     svc, message = services(context), update.effective_message
     replied = message.reply_to_message
-    if replied is None or replied.from_user is None or replied.from_user.id != context.bot.id:
+    if replied.from_user is not None and replied.from_user.id != context.bot.id:
+        await on_text(update, context)  # volunteers talking among themselves (or asking with a mention)
         return
     ticket = await asyncio.to_thread(svc.store.ticket_for_message, message.chat_id, replied.message_id)
     if ticket is None:
-        return  # a reply to one of the bot's confirmations or notes, not to a ticket
+        return  # a reply to one of the bot's confirmations or notes, not to a ticket: ignored
     claimed = await asyncio.to_thread(svc.store.answer_ticket, ticket.id, message.text)
     if claimed is None:
         current = await asyncio.to_thread(svc.store.ticket_for_message, message.chat_id, replied.message_id)
