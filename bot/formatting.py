@@ -53,7 +53,9 @@ HELP = (
     "<b>How to ask</b>\n"
     "• In a private chat, just write your question.\n"
     "• In a group, mention me, reply to one of my messages, or write <code>/ask your question</code>.\n"
-    "• Tap 👍 or 👎 under an answer: it helps the team improve me.\n\n"
+    "• Tap 👍 or 👎 under an answer: it helps the team improve me.\n"
+    "• When I cannot help, 🙋 <i>Ask a volunteer</i> (if your group has volunteers) passes your question "
+    "to the group's volunteers without your name, and I bring you their answer.\n\n"
     "<b>Commands</b>\n/start: welcome\n/help: this message\n/ask QUESTION: ask in a group\n\n" + DISCLAIMER
 )
 # A member's document (admins' are added to the documents: bot.uploads).

@@ -73,10 +73,11 @@ def store(settings: Settings) -> Store:
     return Store.from_settings(settings)
 
 
-@pytest.fixture
-async def bot(settings: Settings, engine: AnswerEngine, store: Store) -> AsyncIterator[Application]:
-    async with running_bot(settings, engine, store, faq_encoder=BagOfWordsEncoder()) as application:
-        yield application
+@pytest.fixture(params=["polling", "webhook"])
+async def bot(request, settings: Settings, engine: AnswerEngine, store: Store) -> AsyncIterator[Application]:
+    webhook = request.param == "webhook"
+    async with running_bot(settings, engine, store, webhook=webhook, faq_encoder=BagOfWordsEncoder()) as app:
+        yield app
 
 
 async def sent(telegram: FakeTelegram, chat_id: int, count: int = 1) -> list[dict]:
@@ -385,3 +386,18 @@ async def test_a_path_in_the_file_name_cannot_leave_the_documents_folder(
     assert any(r.startswith("Added hidden.txt") for r in replies)
     assert (settings.docs_dir / "evil.md").is_file() and (settings.docs_dir / "hidden.txt").is_file()
     assert not (tmp_path / "evil.md").exists() and not (settings.docs_dir.parent.parent / "evil.md").exists()
+
+
+async def test_a_ticket_the_volunteers_chat_refused_is_dropped_and_the_member_told(
+    bot: Application, telegram: FakeTelegram, store: Store, settings: Settings
+) -> None:
+    telegram.send_text(MEMBER, DECLINED)
+    [declined] = await sent(telegram, MEMBER)
+    telegram.fail_next("sendMessage", count=1, retry_after=0)  # not retried: an error like any other
+    telegram.press_button(MEMBER, declined, volunteer_button(declined))
+    [answered] = await telegram.wait_for("answerCallbackQuery")
+    assert answered.params.get("text") == formatting.TICKET_FAILED and answered.params.get("show_alert")
+    assert store.open_tickets() == []  # the member may simply press again
+    telegram.press_button(MEMBER, declined, volunteer_button(declined))
+    [ticket] = await sent(telegram, VOLUNTEERS)
+    assert ticket["text"].startswith("🙋 <b>#")
