@@ -142,7 +142,7 @@ def register_handlers(application: Application, volunteer_chat_id: int | None = 
     application.add_handler(CallbackQueryHandler(handlers.on_ask_volunteer, pattern=r"^tk:"))
     application.add_handler(CallbackQueryHandler(handlers.on_feedback))
     if volunteer_chat_id is not None:
-        volunteers = filters.Chat(chat_id=volunteer_chat_id) & filters.REPLY & filters.TEXT & ~filters.COMMAND
+        volunteers = filters.Chat(chat_id=volunteer_chat_id) & filters.REPLY & ~filters.COMMAND
         application.add_handler(MessageHandler(new_messages & volunteers, handlers.on_volunteer_reply))
     application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(

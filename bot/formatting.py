@@ -105,6 +105,7 @@ TICKET_ALREADY_ANSWERED = (
 )
 TICKET_WAS_CLOSED = "#{id} was closed before your reply (it was too old), so your reply was not sent."
 TICKET_UNDELIVERED = "⚠️ I could not deliver the answer to #{id} (the member may have blocked me): {error}"
+TICKET_TEXT_ONLY = "Please answer #{id} with a text message: I can only pass text on to the member."
 TICKETS_REFUSED = "Sorry, /tickets works for admins and in the volunteers' chat."
 
 # --- the group's FAQ ---

@@ -435,6 +435,9 @@ async def on_volunteer_reply(update: Update, context: ContextTypes.DEFAULT_TYPE)
     ticket = await asyncio.to_thread(svc.store.ticket_for_message, message.chat_id, replied.message_id)
     if ticket is None:
         return  # a reply to one of the bot's confirmations or notes, not to a ticket: ignored
+    if not message.text:  # a photo, a sticker, a voice note: nothing the member can be sent as text
+        await message.reply_text(formatting.TICKET_TEXT_ONLY.format(id=ticket.id))
+        return
     claimed = await asyncio.to_thread(svc.store.answer_ticket, ticket.id, message.text)
     if claimed is None:
         current = await asyncio.to_thread(svc.store.ticket_for_message, message.chat_id, replied.message_id)

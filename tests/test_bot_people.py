@@ -216,8 +216,11 @@ async def test_replies_to_other_messages_in_the_volunteers_chat_are_ignored(
 ) -> None:
     ticket = await hand_over(telegram)
     await sent(telegram, MEMBER, 2)
+    telegram.send_media(VOLUNTEER, "sticker", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=ticket)
+    text_only = (await sent(telegram, VOLUNTEERS, 2))[1]
+    assert text_only["text"] == formatting.TICKET_TEXT_ONLY.format(id=1)
     telegram.send_text(VOLUNTEER, "Answer", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=ticket)
-    confirmation = (await sent(telegram, VOLUNTEERS, 2))[1]
+    confirmation = (await sent(telegram, VOLUNTEERS, 3))[2]
     volunteers_post = telegram.send_text(VOLUNTEER, "Hi all", chat_id=VOLUNTEERS, chat_type="supergroup")
     telegram.send_text(VOLUNTEER, "Thanks", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=confirmation)
     telegram.send_text(
@@ -228,7 +231,7 @@ async def test_replies_to_other_messages_in_the_volunteers_chat_are_ignored(
         reply_to=volunteers_post["message"],
     )
     await asyncio.sleep(0.4)
-    assert len(telegram.calls_of("sendMessage", chat_id=VOLUNTEERS)) == 2
+    assert len(telegram.calls_of("sendMessage", chat_id=VOLUNTEERS)) == 3
     assert len(telegram.calls_of("sendMessage", chat_id=MEMBER)) == 3
 
 

@@ -178,7 +178,13 @@ class FakeTelegram:
         return self._queue({"message": message})
 
     def send_media(
-        self, user_id: int, kind: str, *, chat_id: int | None = None, chat_type: str = "private"
+        self,
+        user_id: int,
+        kind: str,
+        *,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        reply_to: dict[str, Any] | None = None,
     ) -> dict:
         """Queue a sticker, photo, voice note, audio, video or document from a member.
 
@@ -187,6 +193,7 @@ class FakeTelegram:
             kind: ``sticker``, ``photo``, ``voice``, ``audio``, ``video`` or ``document``.
             chat_id: the chat; default the private chat with ``user_id``.
             chat_type: the chat's type.
+            reply_to: a message this one replies to.
 
         Returns:
             The queued update.
@@ -203,6 +210,8 @@ class FakeTelegram:
         }  # fmt: skip
         message = self._message(user_id, chat_id, chat_type)
         message[kind] = payloads[kind]
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
         return self._queue({"message": message})
 
     def send_document(
