@@ -363,7 +363,7 @@ def _offers_volunteer(message: Any) -> bool:
 
 
 async def on_ask_volunteer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """ "Ask a volunteer": open a ticket, post it (no member identity) to the volunteers' chat."""
+    """The "Ask a volunteer" button: open a ticket, post it (no member identity) to the volunteers."""
     query, svc = update.callback_query, services(context)
     question_id = formatting.decode_volunteer(query.data, key=svc.store.callback_key)
     notice: str | None = formatting.TICKET_UNKNOWN
@@ -411,9 +411,12 @@ async def _open_ticket(
         return formatting.TICKET_FAILED, True
     await asyncio.to_thread(svc.store.set_ticket_message, ticket.id, posted.chat_id, posted.message_id)
     logger.info("ticket #%d posted to the volunteers", ticket.id)
-    await context.bot.send_message(
-        chat_id, formatting.TICKET_OPENED.format(id=ticket.id), reply_parameters=_reply_to(message_id)
-    )
+    opened = formatting.TICKET_OPENED.format(id=ticket.id)
+    try:
+        await context.bot.send_message(chat_id, opened, reply_parameters=_reply_to(message_id))
+    except TelegramError as e:  # the ticket is posted; the member still learns it from the callback answer
+        logger.warning("could not confirm ticket #%d to the member: %s", ticket.id, e)
+        return opened, True
     return None, False
 
 
@@ -619,7 +622,8 @@ async def _receive_document(
         uploads.UploadError: refused or failed; the message names the file.
     """
     document = message.document
-    replace = (message.caption or "").strip().split()[:1] == [uploads.REPLACE_CAPTION]
+    first_word = ((message.caption or "").split() or [""])[0].lower()
+    replace = first_word.split("@")[0] == uploads.REPLACE_CAPTION  # "/replace" or "/replace@bot"
     name = uploads.safe_file_name(document.file_name)
     uploads.check_size(name, document.file_size, settings.max_upload_bytes)
     target = uploads.target_path(settings.docs_dir, name, replace)
