@@ -10,7 +10,7 @@ import pytest
 from bot import formatting
 from bot.answer import Answer, Timings
 from bot.engine import AnswerEngine
-from bot.store import PeriodStats, Stats
+from bot.store import PeriodStats, Stats, Ticket
 from retrieval import Passage
 from retrieval.passages import content_id
 from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, make_settings
@@ -136,3 +136,28 @@ def test_stats_text() -> None:
     assert "<b>Today (UTC)</b>\nQuestions: 0\nAnswered: 0 (0%)" in text
     assert "Answered: 3 (75%)\nHelpful: 2 · Not helpful: 1\nMedian latency: 12 ms" in text
     assert "Median latency: n/a" in text
+
+
+def test_a_ticket_shows_the_question_and_passage_escaped_and_nothing_of_the_member() -> None:
+    ticket = Ticket(
+        12, "2026-11-26T10:00:00+00:00", "Is <b>this</b> rare & sad?", "open", 555001, 9, None, None,
+        "Brittle <diabetes>", "Brittle diabetes is rare. " * 40,
+    )  # fmt: skip
+    text = formatting.format_ticket(ticket)
+    assert text.startswith("🙋 <b>#12:</b> Is &lt;b&gt;this&lt;/b&gt; rare &amp; sad?")
+    assert "(Brittle &lt;diabetes&gt;)" in text and "…”</i>" in text
+    assert "555001" not in text and len(text) <= formatting.MAX_MESSAGE_CHARS
+    bare = formatting.format_ticket(Ticket(3, "t", "When do we meet?", "open", 1, None, None, None))
+    assert "The documents had nothing on this." in bare
+
+
+def test_volunteer_callback_data_is_signed() -> None:
+    key = b"k" * 32
+    data = formatting.encode_volunteer(42, key=key)
+    assert data.startswith("tk:42:") and len(data.encode()) < 64
+    assert formatting.decode_volunteer(data, key=key) == 42
+    assert formatting.decode_volunteer(data, key=b"other" * 8) is None
+    assert formatting.decode_volunteer(data.replace("tk:42", "tk:43"), key=key) is None
+    assert formatting.decode_feedback(data, key=key) is None  # not a vote
+    keyboard = formatting.feedback_keyboard(42, key=key, volunteer=True)
+    assert keyboard.inline_keyboard[1][0].callback_data == data
