@@ -310,11 +310,13 @@ def format_stats(stats: Stats) -> str:
 
 
 def format_faq_answer(match: FaqMatch, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """An FAQ answer as HTML, labelled as the group's own (not the documents')."""
-    head = f"<b>{FAQ_LABEL}</b>"
-    question = f"<i>{escape_within(match.entry.question, MAX_TITLE_CHARS)}</i>"
-    budget = limit - len(head) - len(question) - 4
-    return f"{head}\n{question}\n\n{escape_within(match.entry.answer, budget)}"
+    """An FAQ answer as plain text (the admin's words exactly, no markup to escape), labelled as the
+    group's own, not the documents'."""
+    head = f"{FAQ_LABEL}\n({match.entry.question})\n\n"
+    answer = match.entry.answer
+    if len(head) + len(answer) > limit:
+        answer = answer[: limit - len(head) - len(ELLIPSIS)].rstrip() + ELLIPSIS
+    return head + answer
 
 
 def format_faq_list(entries: list[FaqEntry], limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -334,20 +336,25 @@ def format_faq_list(entries: list[FaqEntry], limit: int = MAX_MESSAGE_CHARS) -> 
 
 
 def format_ticket(ticket: Ticket, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """The ticket as the volunteers see it (HTML): number, question, the passage the bot found. No name,
-    username or id of the member: a volunteer who knows the member must not learn who asked."""
-    head = f"🙋 <b>#{ticket.id}:</b> {escape_within(ticket.question, MAX_ANSWER_CHARS * 2)}"
-    tail = (
-        "<i>Reply to this message to answer. The member stays anonymous; the first reply is sent to them.</i>"
+    """The ticket as the volunteers see it, plain text (the member's words exactly): ``#12: question``,
+    then the passage the bot found. No name, username or id of the member: a volunteer who knows the
+    member must not learn who asked."""
+    question = (
+        ticket.question
+        if len(ticket.question) <= MAX_ANSWER_CHARS * 2
+        else (ticket.question[: MAX_ANSWER_CHARS * 2].rstrip() + ELLIPSIS)
     )
+    head = f"🙋 #{ticket.id}: {question}"
+    tail = "Reply to this message to answer. The member stays anonymous; the first reply is sent to them."
     if not ticket.passage_text:
         return f"{head}\n\nThe documents had nothing on this.\n\n{tail}"
-    snippet = ticket.passage_text
-    if len(snippet) > TICKET_SNIPPET_CHARS:
-        snippet = snippet[:TICKET_SNIPPET_CHARS].rstrip() + ELLIPSIS
-    title = escape_within(ticket.passage_title or "our documents", MAX_TITLE_CHARS)
+    title = (ticket.passage_title or "our documents")[:MAX_TITLE_CHARS]
     found = f"The closest passage the bot found ({title}), which did not answer it:"
-    return _with_quote(f"{head}\n\n{found}", snippet, tail, limit)
+    budget = min(TICKET_SNIPPET_CHARS, limit - len(head) - len(found) - len(tail) - 10)
+    snippet = ticket.passage_text
+    if len(snippet) > budget:
+        snippet = snippet[: max(budget, 0)].rstrip() + ELLIPSIS
+    return f"{head}\n\n{found}\n“{snippet}”\n\n{tail}"
 
 
 def format_open_tickets(tickets: list[Ticket], closed: list[Ticket], max_age_hours: float) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters, Update
-from telegram.constants import ChatAction, ChatType, ParseMode
+from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
@@ -298,7 +298,7 @@ async def _reply_from_faq(
     keyboard = None
     if question_id is not None:
         keyboard = formatting.feedback_keyboard(question_id, key=svc.store.callback_key)
-    await message.reply_html(formatting.format_faq_answer(match), reply_markup=keyboard)
+    await message.reply_text(formatting.format_faq_answer(match), reply_markup=keyboard)
 
 
 async def _logged_question(
@@ -402,8 +402,7 @@ async def _open_ticket(
     ticket = request.ticket
     try:
         posted = await context.bot.send_message(
-            svc.settings.volunteer_chat_id, formatting.format_ticket(ticket), parse_mode=ParseMode.HTML,
-            link_preview_options=NO_PREVIEW,
+            svc.settings.volunteer_chat_id, formatting.format_ticket(ticket), link_preview_options=NO_PREVIEW,
         )  # fmt: skip
     except TelegramError as e:
         logger.error("could not post ticket #%d to the volunteers' chat: %s", ticket.id, e)

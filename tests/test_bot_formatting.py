@@ -10,6 +10,7 @@ import pytest
 from bot import formatting
 from bot.answer import Answer, Timings
 from bot.engine import AnswerEngine
+from bot.faq import FaqEntry, FaqMatch
 from bot.store import PeriodStats, Stats, Ticket
 from retrieval import Passage
 from retrieval.passages import content_id
@@ -138,14 +139,14 @@ def test_stats_text() -> None:
     assert "Median latency: n/a" in text
 
 
-def test_a_ticket_shows_the_question_and_passage_escaped_and_nothing_of_the_member() -> None:
+def test_a_ticket_shows_the_question_and_passage_and_nothing_of_the_member() -> None:
     ticket = Ticket(
         12, "2026-11-26T10:00:00+00:00", "Is <b>this</b> rare & sad?", "open", 555001, 9, None, None,
         "Brittle <diabetes>", "Brittle diabetes is rare. " * 40,
     )  # fmt: skip
     text = formatting.format_ticket(ticket)
-    assert text.startswith("🙋 <b>#12:</b> Is &lt;b&gt;this&lt;/b&gt; rare &amp; sad?")
-    assert "(Brittle &lt;diabetes&gt;)" in text and "…”</i>" in text
+    assert text.startswith("🙋 #12: Is <b>this</b> rare & sad?\n\n")  # plain text: the words exactly
+    assert "(Brittle <diabetes>)" in text and "…”" in text
     assert "555001" not in text and len(text) <= formatting.MAX_MESSAGE_CHARS
     bare = formatting.format_ticket(Ticket(3, "t", "When do we meet?", "open", 1, None, None, None))
     assert "The documents had nothing on this." in bare
@@ -161,3 +162,12 @@ def test_volunteer_callback_data_is_signed() -> None:
     assert formatting.decode_feedback(data, key=key) is None  # not a vote
     keyboard = formatting.feedback_keyboard(42, key=key, volunteer=True)
     assert keyboard.inline_keyboard[1][0].callback_data == data
+
+
+def test_an_faq_answer_is_the_admins_words_labelled() -> None:
+    match = FaqMatch(FaqEntry(1, "When do we meet?", "Tuesdays, 7 pm & <online>"), 0.8)
+    assert formatting.format_faq_answer(match) == (
+        f"{formatting.FAQ_LABEL}\n(When do we meet?)\n\nTuesdays, 7 pm & <online>"
+    )
+    long = FaqMatch(FaqEntry(1, "Q?", "a" * 5000), 0.8)
+    assert len(formatting.format_faq_answer(long)) == formatting.MAX_MESSAGE_CHARS
