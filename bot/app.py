@@ -12,10 +12,11 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
-from telegram import Bot, BotCommand, Update
-from telegram.error import InvalidToken, NetworkError
+from telegram import Bot, BotCommand, BotCommandScopeChat, Update
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -40,6 +41,15 @@ COMMANDS = [
     BotCommand("help", "How to ask"),
     BotCommand("ask", "Ask a question (in groups)"),
 ]
+# What each admin's own menu adds (set per admin with BotCommandScopeChat; members never see these).
+ADMIN_COMMANDS = [
+    BotCommand("faq", "The group's FAQ: add Q | A, list, remove N"),
+    BotCommand("tickets", "Volunteer tickets: close old ones, list open"),
+    BotCommand("stats", "Questions, answers, feedback"),
+    BotCommand("reindex", "Rebuild the index from the documents"),
+    BotCommand("reload", "Serve the newest model"),
+]
+VOLUNTEER_COMMANDS = [BotCommand("tickets", "Close old tickets, list the open ones")]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -73,13 +83,16 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def build_application(settings: Settings, engine: AnswerEngine, store: Store) -> Application:
-    """Build the bot: Bot API base URL, rate limiter, concurrency, handlers, and warm-up on start.
+def build_application(
+    settings: Settings, engine: AnswerEngine, store: Store, *, faq_encoder: Any = None
+) -> Application:
+    """Build the bot: Bot API base URLs, rate limiter, concurrency, handlers, and warm-up on start.
 
     Args:
-        settings: token, base URL, limits.
+        settings: token, base URLs, limits.
         engine: answers questions (warmed up in ``post_init`` if it is not yet).
         store: logs questions, votes and admin commands.
+        faq_encoder: the FAQ matcher's sentence encoder (default: the engine's, else MiniLM on demand).
 
     Returns:
         The application, ready for ``run_polling``/``run_webhook`` (or manual start in tests).
@@ -90,6 +103,9 @@ def build_application(settings: Settings, engine: AnswerEngine, store: Store) ->
         ApplicationBuilder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_base_url)
+        # Files (admins' documents) come from the same server as the API: a local Bot API server's
+        # documents must never be fetched from the public host.
+        .base_file_url(settings.file_base_url())
         # Waits out Telegram's flood limits, and after a 429 sleeps retry_after before retrying.
         .rate_limiter(
             AIORateLimiter(
@@ -100,13 +116,16 @@ def build_application(settings: Settings, engine: AnswerEngine, store: Store) ->
         .post_init(post_init)
         .build()
     )
-    application.bot_data[handlers.SERVICES_KEY] = handlers.Services.create(settings, engine, store)
-    register_handlers(application)
+    application.bot_data[handlers.SERVICES_KEY] = handlers.Services.create(
+        settings, engine, store, faq_encoder
+    )
+    register_handlers(application, settings.volunteer_chat_id)
     return application
 
 
-def register_handlers(application: Application) -> None:
-    """Wire every handler (order matters: commands before the text catch-all)."""
+def register_handlers(application: Application, volunteer_chat_id: int | None = None) -> None:
+    """Wire every handler (order matters: commands before the text catch-all, volunteers' replies
+    before questions, documents before the "I cannot read files" reply)."""
     new_messages = filters.UpdateType.MESSAGE
     private = filters.ChatType.PRIVATE
     for name, callback in (
@@ -116,12 +135,21 @@ def register_handlers(application: Application) -> None:
         ("reindex", handlers.reindex),
         ("reload", handlers.reload),
         ("stats", handlers.stats),
+        ("faq", handlers.faq),
+        ("tickets", handlers.tickets),
     ):
         application.add_handler(CommandHandler(name, callback, filters=new_messages))
+    application.add_handler(CallbackQueryHandler(handlers.on_ask_volunteer, pattern=r"^tk:"))
     application.add_handler(CallbackQueryHandler(handlers.on_feedback))
+    if volunteer_chat_id is not None:
+        volunteers = filters.Chat(chat_id=volunteer_chat_id) & filters.REPLY & ~filters.COMMAND
+        application.add_handler(MessageHandler(new_messages & volunteers, handlers.on_volunteer_reply))
     application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(
         MessageHandler(new_messages & private & filters.COMMAND, handlers.on_unknown_command)
+    )
+    application.add_handler(
+        MessageHandler(new_messages & private & filters.Document.ALL, handlers.on_document)
     )
     not_text = ~filters.TEXT & ~filters.StatusUpdate.ALL
     application.add_handler(MessageHandler(new_messages & private & not_text, handlers.on_not_text))
@@ -129,11 +157,26 @@ def register_handlers(application: Application) -> None:
 
 
 async def post_init(application: Application) -> None:
-    """Before the first update: load the model and index, and publish the command menu."""
+    """Before the first update: load the model and index, and publish the command menus."""
     svc: handlers.Services = application.bot_data[handlers.SERVICES_KEY]
     await asyncio.to_thread(svc.engine.warm_up)
-    await application.bot.set_my_commands(COMMANDS)
+    await publish_commands(application.bot, svc.settings)
     logger.info("bot @%s ready", application.bot.username)
+
+
+async def publish_commands(bot: Bot, settings: Settings) -> None:
+    """Command menus by role: members' commands for everyone; each admin's private chat (the chat id
+    of a user's private chat is the user id) also gets the admin commands; the volunteers' chat
+    gets /tickets. Refreshed at every start, so a changed HELPLINE_ADMIN_IDS shows at once."""
+    await bot.set_my_commands(COMMANDS)
+    scoped = [(admin, COMMANDS + ADMIN_COMMANDS) for admin in sorted(settings.admin_ids)]
+    if settings.volunteer_chat_id is not None:
+        scoped.append((settings.volunteer_chat_id, COMMANDS + VOLUNTEER_COMMANDS))
+    for chat_id, commands in scoped:
+        try:
+            await bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id))
+        except TelegramError as e:  # e.g. an admin who never opened a chat with the bot: "chat not found"
+            logger.warning("could not set the command menu of chat %s: %s", chat_id, e)
 
 
 def check_telegram(settings: Settings) -> str:

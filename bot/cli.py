@@ -186,6 +186,10 @@ def run(
 
     settings = load_settings(model_dir=model_dir, index_dir=index_dir, docs_dir=docs_dir, db_path=db)
     check_token(settings)
+    try:
+        settings.file_base_url()  # admins' documents are downloaded from there
+    except ValueError as e:
+        raise _fail(str(e)) from None
     if webhook_url is not None:
         check_webhook_url(webhook_url)
     configure_logging(settings)

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ModelDirError
+from bot.faq import TUNED_FAQ_THRESHOLD
 
 # The reader that ships in the repository; served when HELPLINE_MODEL_DIR is left at its default and
 # that default holds no model yet.
@@ -33,6 +34,8 @@ class Settings(BaseSettings):
     # --- Telegram -------------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
     telegram_base_url: str = Field("https://api.telegram.org/bot", alias="TELEGRAM_BASE_URL")
+    # Where files are downloaded from; None: derived from telegram_base_url (see file_base_url()).
+    telegram_base_file_url: str | None = Field(None, alias="TELEGRAM_BASE_FILE_URL")
     admin_ids: Annotated[frozenset[int], NoDecode] = Field(frozenset(), alias="HELPLINE_ADMIN_IDS")
     webhook_listen: str = Field("0.0.0.0", alias="HELPLINE_WEBHOOK_LISTEN")
     webhook_port: int = Field(8443, alias="HELPLINE_WEBHOOK_PORT")
@@ -85,6 +88,18 @@ class Settings(BaseSettings):
     max_concurrent_answers: int = Field(2, ge=1, alias="HELPLINE_MAX_CONCURRENCY")
     max_question_chars: int = Field(1000, ge=10, alias="HELPLINE_MAX_QUESTION_CHARS")
 
+    # --- People behind the bot: volunteers, the group's FAQ, documents from Telegram ------------
+    # The volunteers' Telegram group (a negative id); None: no "Ask a volunteer" button.
+    volunteer_chat_id: int | None = Field(None, alias="HELPLINE_VOLUNTEER_CHAT_ID")
+    # Open tickets a member may have at once (a few: volunteers are people, not a queue to flood).
+    max_open_tickets: int = Field(3, ge=1, le=100, alias="HELPLINE_MAX_OPEN_TICKETS")
+    # Tickets older than this are closed by /tickets (their members are told kindly).
+    ticket_max_age_hours: float = Field(72.0, gt=0.0, alias="HELPLINE_TICKET_MAX_AGE_HOURS")
+    # The least cosine similarity (all-MiniLM-L6-v2) at which a question counts as an FAQ question.
+    faq_threshold: float = Field(TUNED_FAQ_THRESHOLD, ge=-1.0, le=1.0, alias="HELPLINE_FAQ_THRESHOLD")
+    # Largest document an admin may upload (Telegram's cloud Bot API serves files up to 20 MB).
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, alias="HELPLINE_MAX_UPLOAD_BYTES")
+
     # --- Privacy --------------------------------------------------------------------------------
     hash_member_ids: bool = Field(True, alias="HELPLINE_HASH_MEMBER_IDS")
     store_question_text: bool = Field(True, alias="HELPLINE_STORE_QUESTIONS")
@@ -102,6 +117,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"HELPLINE_ADMIN_IDS must be comma-separated Telegram user ids, got {bad!r}")
             return frozenset(int(p) for p in parts)
         return value
+
+    def file_base_url(self) -> str:
+        """Where the bot downloads files: ``TELEGRAM_BASE_FILE_URL``, else ``TELEGRAM_BASE_URL`` with its
+        ``/bot`` turned into ``/file/bot`` (Telegram's own layout, and a local Bot API server's), so a
+        custom server is never bypassed for the public host.
+
+        Raises:
+            ValueError: the base URL has no ``/bot`` to derive from and no file URL is set.
+        """
+        if self.telegram_base_file_url:
+            return self.telegram_base_file_url
+        base = self.telegram_base_url
+        for marker in ("/bot{token}", "/bot"):
+            head, found, tail = base.rpartition(marker)
+            if found and (marker != "/bot" or not tail):
+                return f"{head}/file{marker}{tail}"
+        raise ValueError(
+            f"cannot derive the file URL from TELEGRAM_BASE_URL={base!r} (it does not end in /bot): "
+            "set TELEGRAM_BASE_FILE_URL"
+        )
 
     def model_fallback(self) -> Path | None:
         """The shipped reader when ``model_dir`` is the untouched default, else None.

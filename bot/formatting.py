@@ -18,7 +18,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import InlineKeyboardButtonLimit, MessageLimit
 
 from bot.answer import Answer
-from bot.store import Stats
+from bot.faq import FaqEntry, FaqMatch
+from bot.store import Stats, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ MAX_TITLE_CHARS = 200
 NO_ANSWER_SNIPPET_CHARS = 350
 ELLIPSIS = "…"
 FEEDBACK_PREFIX = "fb"
+VOLUNTEER_PREFIX = "tk"
+# How much of the passage the bot found a ticket shows the volunteers.
+TICKET_SNIPPET_CHARS = 500
 # Bytes of the callback-data signature: 96 bits, 16 characters of base64.
 SIGNATURE_BYTES = 12
 
@@ -49,8 +53,15 @@ HELP = (
     "<b>How to ask</b>\n"
     "• In a private chat, just write your question.\n"
     "• In a group, mention me, reply to one of my messages, or write <code>/ask your question</code>.\n"
-    "• Tap 👍 or 👎 under an answer: it helps the team improve me.\n\n"
+    "• Tap 👍 or 👎 under an answer: it helps the team improve me.\n"
+    "• When I cannot help, 🙋 <i>Ask a volunteer</i> (if your group has volunteers) passes your question "
+    "to the group's volunteers without your name, and I bring you their answer.\n\n"
     "<b>Commands</b>\n/start: welcome\n/help: this message\n/ask QUESTION: ask in a group\n\n" + DISCLAIMER
+)
+# A member's document (admins' are added to the documents: bot.uploads).
+UPLOAD_NOT_ADMIN = (
+    "Sorry, I cannot take files from you: only the group's admins can add documents to what I know. "
+    "If you have a question, please type it as a message."
 )
 NOT_TEXT_REPLIES = {
     "sticker": "Nice sticker! 🙂 I can only answer questions written as text, though.",
@@ -58,7 +69,7 @@ NOT_TEXT_REPLIES = {
     "voice": "I cannot listen to voice messages yet. Please type your question.",
     "audio": "I cannot listen to audio. Please type your question.",
     "video": "I cannot watch videos. Please type your question.",
-    "document": "I cannot read files you send me. Please copy the question into a message.",
+    "document": UPLOAD_NOT_ADMIN,
     "other": "I can only answer questions written as text. Please type your question.",
 }
 EMPTY_QUESTION = "Please write a question, for example: <code>/ask What is brittle diabetes?</code>"
@@ -69,6 +80,41 @@ APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment.
 VOTE_THANKS = "Thank you for your feedback!"
 VOTE_UNKNOWN = "Sorry, I could not record that vote."
 
+# --- volunteers ---
+ASK_VOLUNTEER = "🙋 Ask a volunteer"
+TICKET_OPENED = (
+    "🙋 I have passed your question to the group's volunteers (ticket #{id}). They are people with "
+    "lives of their own, so it may take a while; when one of them answers, I will send it to you here. "
+    "They do not see your name."
+)
+TICKET_EXISTS = "Your question is already with the volunteers (ticket #{id})."
+TICKET_LIMIT = (
+    "You already have {limit} questions waiting for a volunteer. Please wait until one of them is "
+    "answered, then ask again."
+)
+TICKET_UNKNOWN = "Sorry, I cannot pass that question on."
+TICKET_FAILED = "Sorry, I could not reach the volunteers just now. Please try again in a little while."
+VOLUNTEER_ANSWER = "💬 A volunteer answered your question “{question}”:\n\n{answer}"
+TICKET_CLOSED_FOR_MEMBER = (
+    "I am sorry: no volunteer could answer your question “{question}” (ticket #{id}) in time, so I have "
+    "closed it. You are welcome to ask again, or to bring it to the next meeting."
+)
+TICKET_SENT = "✅ Sent to the member who asked #{id}. Thank you!"
+TICKET_ALREADY_ANSWERED = (
+    "#{id} was already answered by another volunteer, so your reply was not sent. Thank you all the same!"
+)
+TICKET_WAS_CLOSED = "#{id} was closed before your reply (it was too old), so your reply was not sent."
+TICKET_UNDELIVERED = "⚠️ I could not deliver the answer to #{id} (the member may have blocked me): {error}"
+TICKET_TEXT_ONLY = "Please answer #{id} with a text message: I can only pass text on to the member."
+TICKETS_REFUSED = "Sorry, /tickets works for admins and in the volunteers' chat."
+
+# --- the group's FAQ ---
+FAQ_LABEL = "📌 From the group's FAQ"
+FAQ_USAGE = (
+    "Use:\n/faq add QUESTION | ANSWER\n/faq list\n/faq remove NUMBER\n\n"
+    "For example: /faq add When do we meet? | Every second Tuesday at 7 pm."
+)
+
 
 @dataclass(frozen=True)
 class FeedbackVote:
@@ -78,11 +124,28 @@ class FeedbackVote:
     helpful: bool
 
 
-def feedback_signature(question_id: int, key: bytes) -> str:
+def feedback_signature(question_id: int, key: bytes, prefix: str = FEEDBACK_PREFIX) -> str:
     """16 characters of HMAC-SHA256 over the question id: a client can send any callback data, so
     without it a member could vote on any other member's answer by guessing its id."""
-    digest = hmac.new(key, f"{FEEDBACK_PREFIX}:{question_id}".encode("ascii"), hashlib.sha256).digest()
+    digest = hmac.new(key, f"{prefix}:{question_id}".encode("ascii"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:SIGNATURE_BYTES]).decode("ascii")
+
+
+def encode_volunteer(question_id: int, *, key: bytes) -> str:
+    """Callback data of "Ask a volunteer": ``tk:<question id>:<signature>`` (signed like votes)."""
+    return f"{VOLUNTEER_PREFIX}:{question_id}:{feedback_signature(question_id, key, VOLUNTEER_PREFIX)}"
+
+
+def decode_volunteer(data: str | None, *, key: bytes) -> int | None:
+    """The question id of an "Ask a volunteer" press, None for anything malformed or forged."""
+    if not data or len(data.encode("utf-8")) > MAX_CALLBACK_BYTES:
+        return None
+    parts = data.split(":")
+    if len(parts) != 3 or parts[0] != VOLUNTEER_PREFIX or not (parts[1].isascii() and parts[1].isdigit()):
+        return None
+    if not hmac.compare_digest(parts[2], feedback_signature(int(parts[1]), key, VOLUNTEER_PREFIX)):
+        return None
+    return int(parts[1])
 
 
 def encode_feedback(question_id: int, helpful: bool, *, key: bytes) -> str:
@@ -122,25 +185,31 @@ def decode_feedback(data: str | None, *, key: bytes) -> FeedbackVote | None:
     return FeedbackVote(int(parts[1]), parts[2] == "1")
 
 
-def feedback_keyboard(question_id: int, chosen: bool | None = None, *, key: bytes) -> InlineKeyboardMarkup:
+def feedback_keyboard(
+    question_id: int, chosen: bool | None = None, *, key: bytes, volunteer: bool = False
+) -> InlineKeyboardMarkup:
     """The two feedback buttons; after a vote the chosen one is ticked (a member may change their mind).
 
     Args:
         question_id: the logged question.
         chosen: the member's vote, None before any.
         key: the secret the callback data is signed with.
+        volunteer: add a second row with "Ask a volunteer".
 
     Returns:
-        One row with "helpful" and "not helpful".
+        One row with "helpful" and "not helpful" (and the volunteer row).
     """
     helpful = ("✅ " if chosen is True else "👍 ") + "Helpful"
     unhelpful = ("✅ " if chosen is False else "👎 ") + "Not helpful"
-    return InlineKeyboardMarkup(
-        [[
-            InlineKeyboardButton(helpful, callback_data=encode_feedback(question_id, True, key=key)),
-            InlineKeyboardButton(unhelpful, callback_data=encode_feedback(question_id, False, key=key)),
-        ]]
-    )  # fmt: skip
+    rows = [[
+        InlineKeyboardButton(helpful, callback_data=encode_feedback(question_id, True, key=key)),
+        InlineKeyboardButton(unhelpful, callback_data=encode_feedback(question_id, False, key=key)),
+    ]]  # fmt: skip
+    if volunteer:
+        rows.append(
+            [InlineKeyboardButton(ASK_VOLUNTEER, callback_data=encode_volunteer(question_id, key=key))]
+        )
+    return InlineKeyboardMarkup(rows)
 
 
 def escape_within(text: str, budget: int) -> str:
@@ -222,7 +291,7 @@ def format_no_answer(answer: Answer, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 def format_stats(stats: Stats) -> str:
-    """``/stats`` as HTML: one block for today (UTC), one for all time."""
+    """``/stats`` as HTML: one block for today (UTC), one for all time, then the FAQ and tickets."""
     blocks = []
     for name, period in (("Today (UTC)", stats.today), ("All time", stats.all_time)):
         latency = f"{period.median_latency_ms:.0f} ms" if period.median_latency_ms is not None else "n/a"
@@ -230,6 +299,75 @@ def format_stats(stats: Stats) -> str:
             f"<b>{name}</b>\nQuestions: {period.questions}\n"
             f"Answered: {period.answered} ({period.answered_share:.0%})\n"
             f"Helpful: {period.helpful} · Not helpful: {period.not_helpful}\n"
-            f"Median latency: {latency}"
+            f"Median latency: {latency}\n"
+            f"From the FAQ: {period.from_faq} · Handed to volunteers: {period.tickets}"
         )
+    blocks.append(
+        f"<b>Now</b>\nFAQ entries: {stats.faq_entries}\n"
+        f"Volunteer tickets: {stats.open_tickets} open, {stats.answered_tickets} answered"
+    )
     return "\n\n".join(blocks)
+
+
+def format_faq_answer(match: FaqMatch, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """An FAQ answer as plain text (the admin's words exactly, no markup to escape), labelled as the
+    group's own, not the documents'."""
+    head = f"{FAQ_LABEL}\n({match.entry.question})\n\n"
+    answer = match.entry.answer
+    if len(head) + len(answer) > limit:
+        answer = answer[: limit - len(head) - len(ELLIPSIS)].rstrip() + ELLIPSIS
+    return head + answer
+
+
+def format_faq_list(entries: list[FaqEntry], limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``/faq list`` as plain text: number, question, answer; cut (saying how many more) to fit."""
+    if not entries:
+        return "The FAQ is empty. Add an entry with /faq add QUESTION | ANSWER"
+    lines, used = [f"The group's FAQ ({len(entries)} entries):"], 0
+    for shown, entry in enumerate(entries):
+        line = f"{entry.id}. {entry.question}\n   → {entry.answer}"
+        more = f"… and {len(entries) - shown} more"
+        if used + len(line) + len(more) + 200 > limit:
+            lines.append(more)
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return "\n".join(lines)
+
+
+def format_ticket(ticket: Ticket, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The ticket as the volunteers see it, plain text (the member's words exactly): ``#12: question``,
+    then the passage the bot found. No name, username or id of the member: a volunteer who knows the
+    member must not learn who asked."""
+    question = (
+        ticket.question
+        if len(ticket.question) <= MAX_ANSWER_CHARS * 2
+        else (ticket.question[: MAX_ANSWER_CHARS * 2].rstrip() + ELLIPSIS)
+    )
+    head = f"🙋 #{ticket.id}: {question}"
+    tail = "Reply to this message to answer. The member stays anonymous; the first reply is sent to them."
+    if not ticket.passage_text:
+        return f"{head}\n\nThe documents had nothing on this.\n\n{tail}"
+    title = (ticket.passage_title or "our documents")[:MAX_TITLE_CHARS]
+    found = f"The closest passage the bot found ({title}), which did not answer it:"
+    budget = min(TICKET_SNIPPET_CHARS, limit - len(head) - len(found) - len(tail) - 10)
+    snippet = ticket.passage_text
+    if len(snippet) > budget:
+        snippet = snippet[: max(budget, 0)].rstrip() + ELLIPSIS
+    return f"{head}\n\n{found}\n“{snippet}”\n\n{tail}"
+
+
+def format_open_tickets(tickets: list[Ticket], closed: list[Ticket], max_age_hours: float) -> str:
+    """``/tickets`` as plain text: what was closed as too old, then what is still open."""
+    lines = []
+    if closed:
+        numbers = ", ".join(f"#{t.id}" for t in closed)
+        lines.append(f"Closed {len(closed)} tickets older than {max_age_hours:g} h: {numbers}")
+    if not tickets:
+        lines.append("No open tickets.")
+    else:
+        lines.append(f"Open tickets ({len(tickets)}):")
+        for ticket in tickets[:50]:
+            question = ticket.question if len(ticket.question) <= 200 else ticket.question[:200] + ELLIPSIS
+            lines.append(f"#{ticket.id} (opened {ticket.opened_at[:16].replace('T', ' ')} UTC): {question}")
+    return "\n".join(lines)

@@ -113,6 +113,58 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_volunteer_tickets(conn: sqlite3.Connection) -> None:
+    """Questions handed to the group's volunteers, and the reply that answered each.
+
+    ``member_chat_id`` is the one place a member is identifiable: the chat the volunteer's reply must
+    reach. It is never shown to volunteers, and it is set to NULL once the ticket is answered or closed.
+    """
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE tickets (
+            id INTEGER PRIMARY KEY,           -- the ticket number volunteers see (#12)
+            opened_at TEXT NOT NULL,          -- ISO 8601, UTC
+            question_id INTEGER NOT NULL UNIQUE REFERENCES questions (id),
+            member TEXT NOT NULL,             -- keyed hash of the member (for the open-ticket limit)
+            member_chat_id INTEGER,           -- where the reply goes, NULL once answered or closed
+            member_message_id INTEGER,        -- the bot's reply the member pressed the button under
+            question TEXT NOT NULL,
+            passage_id TEXT,                  -- the passage the bot found, if any
+            volunteer_chat_id INTEGER,        -- the ticket message in the volunteers' chat
+            volunteer_message_id INTEGER,
+            status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'answered', 'closed')),
+            answer TEXT,                      -- the volunteer's reply (first one wins)
+            answered_at TEXT,
+            closed_at TEXT
+        );
+        CREATE UNIQUE INDEX tickets_message ON tickets (volunteer_chat_id, volunteer_message_id);
+        CREATE INDEX tickets_member_status ON tickets (member, status);
+        """,
+    )
+
+
+@migration
+def m003_faq(conn: sqlite3.Connection) -> None:
+    """The group's own FAQ, and which questions it answered."""
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE faq (
+            id INTEGER PRIMARY KEY,           -- the number in /faq list and /faq remove
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            added_by TEXT NOT NULL            -- keyed hash of the admin
+        );
+        """,
+    )
+    # The FAQ entry that answered a question (NULL: the documents did, or nothing did). No comment in
+    # the statement: SQLite splices an ADD COLUMN's text into the stored CREATE TABLE.
+    conn.execute("ALTER TABLE questions ADD COLUMN faq_id INTEGER")
+
+
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated DDL one statement at a time (``executescript`` would commit mid-migration)."""
     for statement in script.split(";"):

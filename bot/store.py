@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.answer import Answer
+from bot.faq import FaqEntry, normalise_question
 from bot.migrations import migrate
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class PeriodStats:
         helpful: "helpful" votes on those questions.
         not_helpful: "not helpful" votes on those questions.
         median_latency_ms: median answer latency, None without questions.
+        from_faq: of the answered questions, those the group's FAQ answered.
+        tickets: questions handed to the volunteers.
     """
 
     questions: int
@@ -64,6 +67,8 @@ class PeriodStats:
     helpful: int
     not_helpful: int
     median_latency_ms: float | None
+    from_faq: int = 0
+    tickets: int = 0
 
     @property
     def answered_share(self) -> float:
@@ -73,10 +78,78 @@ class PeriodStats:
 
 @dataclass(frozen=True)
 class Stats:
-    """What ``/stats`` reports."""
+    """What ``/stats`` reports (the FAQ and ticket counts are as of now)."""
 
     today: PeriodStats
     all_time: PeriodStats
+    faq_entries: int = 0
+    open_tickets: int = 0
+    answered_tickets: int = 0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A question handed to the volunteers.
+
+    Attributes:
+        id: the ticket number volunteers see (``#12``).
+        opened_at: ISO 8601 UTC time.
+        question: the member's question.
+        status: ``open``, ``answered`` or ``closed``.
+        member_chat_id: where a reply goes (None once answered or closed).
+        member_message_id: the bot's answer the member pressed "Ask a volunteer" under.
+        volunteer_chat_id: the chat of the ticket message (None until it is posted).
+        volunteer_message_id: the ticket message volunteers reply to.
+        passage_title: the title of the passage the bot found, if any.
+        passage_text: that passage's text.
+        answer: the volunteer's reply, once answered.
+    """
+
+    id: int
+    opened_at: str
+    question: str
+    status: str
+    member_chat_id: int | None
+    member_message_id: int | None
+    volunteer_chat_id: int | None
+    volunteer_message_id: int | None
+    passage_title: str | None = None
+    passage_text: str | None = None
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketRequest:
+    """What ``open_ticket`` did: ``ticket`` is set when ``outcome`` is ``opened`` or ``exists``.
+
+    ``outcome`` is one of ``opened``, ``exists`` (this question already has a ticket), ``limit`` (the
+    member has ``max_open`` open tickets) and ``unknown`` (no such question of this member's, or its
+    text was not stored).
+    """
+
+    outcome: str
+    ticket: Ticket | None = None
+
+
+@dataclass(frozen=True)
+class AnsweredTicket:
+    """A volunteer's answer to a member's question: a candidate annotation for the admin console.
+
+    Attributes:
+        ticket_id: the ticket number.
+        question_id: the logged question.
+        question: the member's question.
+        answer: the volunteer's reply.
+        passage_id: the passage the bot had found (where an annotator would look first), if any.
+        answered_at: ISO 8601 UTC time.
+    """
+
+    ticket_id: int
+    question_id: int
+    question: str
+    answer: str
+    passage_id: str | None
+    answered_at: str
 
 
 @dataclass(frozen=True)
@@ -249,7 +322,12 @@ class Store:
         return self._clock().astimezone(UTC).isoformat(timespec="microseconds")
 
     def log_question(
-        self, member_id: int, question: str, answer: Answer, chat_type: str | None = None
+        self,
+        member_id: int,
+        question: str,
+        answer: Answer,
+        chat_type: str | None = None,
+        faq_id: int | None = None,
     ) -> int:
         """Record a question, the engine's answer and the passages it read.
 
@@ -258,6 +336,7 @@ class Store:
             question: the question text (not stored when question storage is off).
             answer: the engine's answer (or no-answer).
             chat_type: ``private``, ``group``, ``supergroup`` (None from the shell).
+            faq_id: the FAQ entry that answered it (None: the documents did, or nothing did).
 
         Returns:
             The question's id, used in the feedback buttons.
@@ -267,13 +346,13 @@ class Store:
             self._now(), self.member_key(member_id), chat_type, question if self._keep_text else None,
             answer.text, answer.passage.id if answer.passage else None,
             span.start if span else None, span.end if span else None, answer.confidence,
-            answer.timings.total_ms, answer.timings.retrieval_ms, answer.timings.reading_ms,
+            answer.timings.total_ms, answer.timings.retrieval_ms, answer.timings.reading_ms, faq_id,
         )  # fmt: skip
         with self._transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO questions (asked_at, member, chat_type, question, answer, passage_id,"
-                " span_start, span_end, confidence, latency_ms, retrieval_ms, reading_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " span_start, span_end, confidence, latency_ms, retrieval_ms, reading_ms, faq_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             question_id = int(cursor.lastrowid)
@@ -360,19 +439,27 @@ class Store:
         with self._lock:
             today = self._period_stats(midnight.isoformat(timespec="microseconds"))
             all_time = self._period_stats("")
-        return Stats(today=today, all_time=all_time)
+            (faq_entries,) = self._conn.execute("SELECT COUNT(*) FROM faq").fetchone()
+            open_tickets, answered_tickets = self._conn.execute(
+                "SELECT COALESCE(SUM(status = 'open'), 0), COALESCE(SUM(status = 'answered'), 0) FROM tickets"
+            ).fetchone()
+        return Stats(today, all_time, faq_entries, open_tickets, answered_tickets)
 
     def _period_stats(self, since: str) -> PeriodStats:
         """Counts over the questions asked at or after ``since`` (an ISO time; ``""`` for all)."""
-        questions, answered = self._conn.execute(
-            "SELECT COUNT(*), COUNT(answer) FROM questions WHERE asked_at >= ?", (since,)
+        questions, answered, from_faq = self._conn.execute(
+            "SELECT COUNT(*), COUNT(answer), COUNT(faq_id) FROM questions WHERE asked_at >= ?", (since,)
+        ).fetchone()
+        (tickets,) = self._conn.execute(
+            "SELECT COUNT(*) FROM tickets WHERE opened_at >= ?", (since,)
         ).fetchone()
         helpful, not_helpful = self._conn.execute(
             "SELECT COALESCE(SUM(f.helpful), 0), COALESCE(SUM(1 - f.helpful), 0)"
             " FROM feedback f JOIN questions q ON q.id = f.question_id WHERE q.asked_at >= ?",
             (since,),
         ).fetchone()
-        return PeriodStats(questions, answered, helpful, not_helpful, self._median_latency(since, questions))
+        median = self._median_latency(since, questions)
+        return PeriodStats(questions, answered, helpful, not_helpful, median, from_faq, tickets)
 
     def _median_latency(self, since: str, count: int) -> float | None:
         """The median of ``latency_ms`` over ``count`` rows, read in SQL (the middle one or two)."""
@@ -383,6 +470,191 @@ class Store:
             (since, 2 - count % 2, (count - 1) // 2),
         ).fetchall()
         return sum(row[0] for row in middle) / len(middle)
+
+    # --- volunteer tickets ----------------------------------------------------------------------
+
+    _TICKET_COLUMNS = (
+        "t.id, t.opened_at, t.question, t.status, t.member_chat_id, t.member_message_id,"
+        " t.volunteer_chat_id, t.volunteer_message_id, p.title, p.text, t.answer"
+    )
+
+    def _ticket(self, conn: sqlite3.Connection, where: str, args: tuple) -> Ticket | None:
+        row = conn.execute(
+            f"SELECT {self._TICKET_COLUMNS} FROM tickets t LEFT JOIN passages p ON p.id = t.passage_id"
+            f" WHERE {where}",
+            args,
+        ).fetchone()
+        return Ticket(*row) if row else None
+
+    def open_ticket(
+        self, question_id: int, member_id: int, chat_id: int, message_id: int | None, max_open: int
+    ) -> TicketRequest:
+        """Open a ticket for a logged question, if it is this member's and within their open-ticket limit.
+
+        Args:
+            question_id: the question the member wants a volunteer to answer.
+            member_id: who pressed the button (must be who asked).
+            chat_id: where the volunteer's reply is to be delivered.
+            message_id: the bot's answer the button was under (the reply quotes it).
+            max_open: how many open tickets a member may have.
+
+        Returns:
+            The outcome, with the ticket when one was opened or already exists.
+        """
+        member = self.member_key(member_id)
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT question, passage_id FROM questions WHERE id = ? AND member = ?",
+                (question_id, member),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return TicketRequest("unknown")
+            existing = self._ticket(conn, "t.question_id = ?", (question_id,))
+            if existing is not None:
+                return TicketRequest("exists", existing)
+            (open_count,) = conn.execute(
+                "SELECT COUNT(*) FROM tickets WHERE member = ? AND status = 'open'", (member,)
+            ).fetchone()
+            if open_count >= max_open:
+                return TicketRequest("limit")
+            cursor = conn.execute(
+                "INSERT INTO tickets (opened_at, question_id, member, member_chat_id, member_message_id,"
+                " question, passage_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self._now(), question_id, member, chat_id, message_id, row[0], row[1]),
+            )
+            return TicketRequest("opened", self._ticket(conn, "t.id = ?", (cursor.lastrowid,)))
+
+    def set_ticket_message(self, ticket_id: int, chat_id: int, message_id: int) -> None:
+        """Remember the ticket's message in the volunteers' chat (the one they reply to)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE tickets SET volunteer_chat_id = ?, volunteer_message_id = ? WHERE id = ?",
+                (chat_id, message_id, ticket_id),
+            )
+
+    def delete_ticket(self, ticket_id: int) -> None:
+        """Forget a ticket that could not be posted to the volunteers (the member may try again)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM tickets WHERE id = ?", (ticket_id,))
+
+    def ticket_for_message(self, chat_id: int, message_id: int) -> Ticket | None:
+        """The ticket whose message in the volunteers' chat is ``message_id`` (None: not a ticket)."""
+        with self._lock:
+            return self._ticket(
+                self._conn, "t.volunteer_chat_id = ? AND t.volunteer_message_id = ?", (chat_id, message_id)
+            )
+
+    def answer_ticket(self, ticket_id: int, answer: str) -> Ticket | None:
+        """Mark an open ticket answered with a volunteer's reply: the first reply wins.
+
+        The member's chat id is returned in the ticket and forgotten in the database in the same
+        transaction.
+
+        Args:
+            ticket_id: the ticket.
+            answer: the volunteer's reply.
+
+        Returns:
+            The ticket as it was before (with the chat to deliver to), or None when it was not open.
+        """
+        with self._transaction() as conn:
+            ticket = self._ticket(conn, "t.id = ? AND t.status = 'open'", (ticket_id,))
+            if ticket is None:
+                return None
+            conn.execute(
+                "UPDATE tickets SET status = 'answered', answer = ?, answered_at = ?, member_chat_id = NULL"
+                " WHERE id = ?",
+                (answer, self._now(), ticket_id),
+            )
+        return ticket
+
+    def open_tickets(self) -> list[Ticket]:
+        """Open tickets, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {self._TICKET_COLUMNS} FROM tickets t LEFT JOIN passages p ON p.id = t.passage_id"
+                " WHERE t.status = 'open' ORDER BY t.id"
+            ).fetchall()
+        return [Ticket(*row) for row in rows]
+
+    def close_tickets_older_than(self, cutoff: datetime) -> list[Ticket]:
+        """Close the open tickets opened before ``cutoff`` (their members' chat ids are forgotten).
+
+        Args:
+            cutoff: an aware datetime.
+
+        Returns:
+            The tickets closed, as they were before (with the chat to tell), oldest first.
+        """
+        since = cutoff.astimezone(UTC).isoformat(timespec="microseconds")
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"SELECT {self._TICKET_COLUMNS} FROM tickets t LEFT JOIN passages p ON p.id = t.passage_id"
+                " WHERE t.status = 'open' AND t.opened_at < ? ORDER BY t.id",
+                (since,),
+            ).fetchall()
+            conn.execute(
+                "UPDATE tickets SET status = 'closed', closed_at = ?, member_chat_id = NULL"
+                " WHERE status = 'open' AND opened_at < ?",
+                (self._now(), since),
+            )
+        return [Ticket(*row) for row in rows]
+
+    def answered_tickets(self, limit: int = 100) -> list[AnsweredTicket]:
+        """Volunteers' answers, newest first: candidate annotations for the admin console.
+
+        Args:
+            limit: how many to return.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, question_id, question, answer, passage_id, answered_at FROM tickets"
+                " WHERE status = 'answered' ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [AnsweredTicket(*row) for row in rows]
+
+    # --- the group's FAQ ------------------------------------------------------------------------
+
+    def add_faq(self, question: str, answer: str, admin_id: int) -> FaqEntry:
+        """Add an FAQ entry.
+
+        Args:
+            question: the question as members might ask it.
+            answer: the answer.
+            admin_id: who added it (stored like any member id).
+
+        Returns:
+            The new entry.
+
+        Raises:
+            ValueError: an entry with the same question (ignoring case and punctuation) exists.
+        """
+        wanted = normalise_question(question)
+        with self._transaction() as conn:
+            for entry_id, existing in conn.execute("SELECT id, question FROM faq"):
+                if normalise_question(existing) == wanted:
+                    raise ValueError(f"FAQ entry {entry_id} already asks {existing!r}; remove it first")
+            cursor = conn.execute(
+                "INSERT INTO faq (question, answer, added_at, added_by) VALUES (?, ?, ?, ?)",
+                (question, answer, self._now(), self.member_key(admin_id)),
+            )
+        return FaqEntry(int(cursor.lastrowid), question, answer)
+
+    def faq_entries(self) -> list[FaqEntry]:
+        """Every FAQ entry, in the order added."""
+        with self._lock:
+            rows = self._conn.execute("SELECT id, question, answer FROM faq ORDER BY id").fetchall()
+        return [FaqEntry(*row) for row in rows]
+
+    def remove_faq(self, entry_id: int) -> FaqEntry | None:
+        """Remove an FAQ entry; None when there is no entry ``entry_id``."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT id, question, answer FROM faq WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM faq WHERE id = ?", (entry_id,))
+        return FaqEntry(*row)
 
     def questions_for_review(self) -> list[ReviewItem]:
         """Questions voted "not helpful" by anyone, or left unanswered, with their contexts, oldest first.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bot.config import Settings
 from bot.testing.fakes import (
@@ -20,6 +23,7 @@ from bot.testing.running import free_port, running_bot
 
 __all__ = [
     "ANSWER_SCORE",
+    "BagOfWordsEncoder",
     "CORPUS",
     "NO_ANSWER_SCORE",
     "FakeIndex",
@@ -74,3 +78,20 @@ def write_corpus_docs(docs_dir: Path) -> Path:
     return docs_dir
 
 
+class BagOfWordsEncoder:
+    """A stand-in for the FAQ's sentence encoder: unit vectors of hashed content words (so questions
+    that share most of their words are close), no model to load."""
+
+    dim = 256
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in words(text):
+                out[row, zlib.crc32(word.encode("utf-8")) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)

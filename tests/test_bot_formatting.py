@@ -10,7 +10,8 @@ import pytest
 from bot import formatting
 from bot.answer import Answer, Timings
 from bot.engine import AnswerEngine
-from bot.store import PeriodStats, Stats
+from bot.faq import FaqEntry, FaqMatch
+from bot.store import PeriodStats, Stats, Ticket
 from retrieval import Passage
 from retrieval.passages import content_id
 from tests.bot_fakes import CORPUS, FakeIndex, FakeReader, make_settings
@@ -126,8 +127,47 @@ def test_source_without_url_shows_the_title() -> None:
 
 
 def test_stats_text() -> None:
-    stats = Stats(today=PeriodStats(0, 0, 0, 0, None), all_time=PeriodStats(4, 3, 2, 1, 12.4))
+    stats = Stats(
+        today=PeriodStats(0, 0, 0, 0, None), all_time=PeriodStats(4, 3, 2, 1, 12.4, 1, 2), faq_entries=5,
+        open_tickets=1, answered_tickets=1,
+    )  # fmt: skip
     text = formatting.format_stats(stats)
+    assert "Median latency: 12 ms\nFrom the FAQ: 1 · Handed to volunteers: 2" in text
+    assert "FAQ entries: 5\nVolunteer tickets: 1 open, 1 answered" in text
     assert "<b>Today (UTC)</b>\nQuestions: 0\nAnswered: 0 (0%)" in text
     assert "Answered: 3 (75%)\nHelpful: 2 · Not helpful: 1\nMedian latency: 12 ms" in text
     assert "Median latency: n/a" in text
+
+
+def test_a_ticket_shows_the_question_and_passage_and_nothing_of_the_member() -> None:
+    ticket = Ticket(
+        12, "2026-11-26T10:00:00+00:00", "Is <b>this</b> rare & sad?", "open", 555001, 9, None, None,
+        "Brittle <diabetes>", "Brittle diabetes is rare. " * 40,
+    )  # fmt: skip
+    text = formatting.format_ticket(ticket)
+    assert text.startswith("🙋 #12: Is <b>this</b> rare & sad?\n\n")  # plain text: the words exactly
+    assert "(Brittle <diabetes>)" in text and "…”" in text
+    assert "555001" not in text and len(text) <= formatting.MAX_MESSAGE_CHARS
+    bare = formatting.format_ticket(Ticket(3, "t", "When do we meet?", "open", 1, None, None, None))
+    assert "The documents had nothing on this." in bare
+
+
+def test_volunteer_callback_data_is_signed() -> None:
+    key = b"k" * 32
+    data = formatting.encode_volunteer(42, key=key)
+    assert data.startswith("tk:42:") and len(data.encode()) < 64
+    assert formatting.decode_volunteer(data, key=key) == 42
+    assert formatting.decode_volunteer(data, key=b"other" * 8) is None
+    assert formatting.decode_volunteer(data.replace("tk:42", "tk:43"), key=key) is None
+    assert formatting.decode_feedback(data, key=key) is None  # not a vote
+    keyboard = formatting.feedback_keyboard(42, key=key, volunteer=True)
+    assert keyboard.inline_keyboard[1][0].callback_data == data
+
+
+def test_an_faq_answer_is_the_admins_words_labelled() -> None:
+    match = FaqMatch(FaqEntry(1, "When do we meet?", "Tuesdays, 7 pm & <online>"), 0.8)
+    assert formatting.format_faq_answer(match) == (
+        f"{formatting.FAQ_LABEL}\n(When do we meet?)\n\nTuesdays, 7 pm & <online>"
+    )
+    long = FaqMatch(FaqEntry(1, "Q?", "a" * 5000), 0.8)
+    assert len(formatting.format_faq_answer(long)) == formatting.MAX_MESSAGE_CHARS

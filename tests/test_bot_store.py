@@ -183,3 +183,71 @@ def test_review_skips_questions_stored_without_text(tmp_path: Path, engine: Answ
     store = make_store(tmp_path, store_question_text=False)
     store.log_question(3, UNANSWERED, engine.answer(UNANSWERED))
     assert store.questions_for_review() == []
+
+
+def test_tickets_and_faq_tables_and_an_upgrade_from_the_first_schema(
+    tmp_path: Path, engine: AnswerEngine
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    first = MIGRATIONS[0]
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    first(conn)
+    conn.execute("INSERT INTO _migrations VALUES (?, ?)", (first.__name__, NOW.isoformat()))
+    conn.execute(
+        "INSERT INTO questions (asked_at, member, question, confidence, latency_ms)"
+        " VALUES (?, 'm', 'q', 0, 1)",
+        (NOW.isoformat(),),
+    )
+    conn.close()
+    store = Store(path, hash_member_ids=True, store_question_text=True, clock=FixedClock(NOW))
+    conn = sqlite3.connect(path)
+    assert columns(conn, "questions")[-1] == "faq_id"
+    assert "member_chat_id" in columns(conn, "tickets") and columns(conn, "faq")[:3] == [
+        "id",
+        "question",
+        "answer",
+    ]
+    assert store.stats().all_time.questions == 1 and store.stats().all_time.from_faq == 0
+
+
+def test_a_ticket_is_the_askers_within_the_limit_and_answered_once(
+    tmp_path: Path, engine: AnswerEngine
+) -> None:
+    clock = FixedClock(NOW)
+    store = make_store(tmp_path, clock)
+    first = store.log_question(7, UNANSWERED, engine.answer(UNANSWERED), "private")
+    second = store.log_question(
+        7, "Does brittle diabetes hurt?", engine.answer("Does brittle diabetes hurt?")
+    )
+    assert store.open_ticket(first, 8, 8, None, max_open=1).outcome == "unknown"  # not the asker
+    opened = store.open_ticket(first, 7, 7, 99, max_open=1)
+    assert opened.outcome == "opened" and opened.ticket.question == UNANSWERED
+    assert opened.ticket.passage_title == CORPUS[0][0]  # the passage the bot pointed to
+    assert store.open_ticket(first, 7, 7, 99, max_open=1).outcome == "exists"
+    assert store.open_ticket(second, 7, 7, 100, max_open=1).outcome == "limit"
+    store.set_ticket_message(opened.ticket.id, -5, 500)
+    assert store.ticket_for_message(-5, 500).id == opened.ticket.id
+    assert store.ticket_for_message(-5, 501) is None
+    claimed = store.answer_ticket(opened.ticket.id, "Yes")
+    assert claimed.member_chat_id == 7 and store.answer_ticket(opened.ticket.id, "Again") is None
+    assert store.ticket_for_message(-5, 500).member_chat_id is None  # forgotten once answered
+    clock.now = NOW + timedelta(days=1)
+    late = store.open_ticket(second, 7, 7, 100, max_open=1)
+    assert late.outcome == "opened"
+    clock.now = NOW + timedelta(days=5)
+    [closed] = store.close_tickets_older_than(NOW + timedelta(days=2))
+    assert closed.id == late.ticket.id and closed.member_chat_id == 7
+    assert store.open_tickets() == [] and [t.answer for t in store.answered_tickets()] == ["Yes"]
+    stats = store.stats()
+    assert (stats.open_tickets, stats.answered_tickets, stats.all_time.tickets) == (0, 1, 2)
+
+
+def test_faq_entries_add_list_remove(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    entry = store.add_faq("When do we meet?", "Tuesdays.", 1)
+    with pytest.raises(ValueError, match="FAQ entry 1 already asks 'When do we meet"):
+        store.add_faq("when do we MEET", "Mondays.", 1)
+    assert store.faq_entries() == [entry]
+    assert store.remove_faq(entry.id) == entry and store.remove_faq(entry.id) is None
+    assert store.faq_entries() == [] and store.stats().faq_entries == 0

@@ -290,8 +290,13 @@ async def test_start_and_help(bot: Application, telegram: FakeTelegram) -> None:
     assert "not medical advice" in welcome["text"] and "emergency" in welcome["text"]
     telegram.send_text(MEMBER, "/help")
     assert "/ask" in (await reply_to(telegram, MEMBER, 2))[1]["text"]
-    [commands] = telegram.calls_of("setMyCommands")
-    assert {c["command"] for c in commands.params["commands"]} == {"start", "help", "ask"}
+    members, admin = telegram.calls_of("setMyCommands")  # menus by role: everyone, then each admin
+    assert "scope" not in members.params
+    assert {c["command"] for c in members.params["commands"]} == {"start", "help", "ask"}
+    assert admin.params["scope"] == {"type": "chat", "chat_id": ADMIN}
+    assert {c["command"] for c in admin.params["commands"]} == {
+        "start", "help", "ask", "faq", "tickets", "stats", "reindex", "reload"
+    }  # fmt: skip
 
 
 async def test_group_chat_answers_only_when_addressed(bot: Application, telegram: FakeTelegram) -> None:

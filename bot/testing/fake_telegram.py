@@ -6,6 +6,9 @@ as Telegram's users: queue messages, commands, stickers and button presses, then
 replies. Polling mode serves ``getUpdates`` with offsets and long polling; once the bot calls
 ``setWebhook``, queued updates are POSTed to its URL with the ``X-Telegram-Bot-Api-Secret-Token``
 header instead. ``fail_next`` answers the next calls of a method with 429 and ``retry_after``.
+Documents a user sends are kept in memory: ``getFile`` returns their ``file_path`` and
+``GET /file/bot<token>/<file_path>`` serves their bytes, as Telegram's file server does (files over
+20 MB are refused by ``getFile`` with "file is too big", like the cloud Bot API).
 
 Usage::
 
@@ -46,8 +49,11 @@ STRING_PARAMS = frozenset(
         "action",
         "caption",
         "inline_message_id",
+        "file_id",
     }
 )
+# The cloud Bot API's getFile limit (https://core.telegram.org/bots/api#getfile).
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 NOT_MODIFIED = "Bad Request: message is not modified: new content and reply markup are exactly the same"
 WEBHOOK_RETRY_DELAY_S = 0.05
 WEBHOOK_MAX_ATTEMPTS = 50
@@ -90,6 +96,9 @@ class FakeTelegram:
         self._callback_ids = itertools.count(1)
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._failures: defaultdict[str, deque[int]] = defaultdict(deque)
+        self._files: dict[str, tuple[bytes, int]] = {}  # file_id -> (content, file_size claimed)
+        self._file_paths: dict[str, str] = {}  # file_path -> file_id
+        self.downloads: list[str] = []  # file paths fetched from /file/bot<token>/
         self._changed: asyncio.Condition | None = None
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -104,6 +113,7 @@ class FakeTelegram:
         self._changed = asyncio.Condition()
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{file_path:.+}", self._download)
         self._runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -168,7 +178,13 @@ class FakeTelegram:
         return self._queue({"message": message})
 
     def send_media(
-        self, user_id: int, kind: str, *, chat_id: int | None = None, chat_type: str = "private"
+        self,
+        user_id: int,
+        kind: str,
+        *,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        reply_to: dict[str, Any] | None = None,
     ) -> dict:
         """Queue a sticker, photo, voice note, audio, video or document from a member.
 
@@ -177,6 +193,7 @@ class FakeTelegram:
             kind: ``sticker``, ``photo``, ``voice``, ``audio``, ``video`` or ``document``.
             chat_id: the chat; default the private chat with ``user_id``.
             chat_type: the chat's type.
+            reply_to: a message this one replies to.
 
         Returns:
             The queued update.
@@ -193,6 +210,53 @@ class FakeTelegram:
         }  # fmt: skip
         message = self._message(user_id, chat_id, chat_type)
         message[kind] = payloads[kind]
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
+        return self._queue({"message": message})
+
+    def send_document(
+        self,
+        user_id: int,
+        file_name: str,
+        content: bytes,
+        *,
+        caption: str | None = None,
+        mime_type: str = "application/octet-stream",
+        file_size: int | None = None,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+    ) -> dict[str, Any]:
+        """Queue a document message; its bytes become downloadable through getFile.
+
+        Args:
+            user_id: the sender.
+            file_name: the name the client reports (anything: ``../x.md`` included).
+            content: the file's bytes.
+            caption: the document's caption (e.g. ``/replace``).
+            mime_type: the MIME type the client reports.
+            file_size: the size Telegram reports (default the real one; larger to test limits).
+            chat_id: the chat; default the private chat with ``user_id``.
+            chat_type: the chat's type.
+
+        Returns:
+            The queued update.
+        """
+        number = len(self._files) + 1
+        file_id = f"BQACAgIAAxkBAAI{number:04d}document"
+        size = len(content) if file_size is None else file_size
+        self._files[file_id] = (content, size)
+        message = self._message(user_id, chat_id, chat_type)
+        message["document"] = {
+            "file_id": file_id, "file_unique_id": f"AgAD{number:04d}", "file_name": file_name,
+            "mime_type": mime_type, "file_size": size,
+        }  # fmt: skip
+        if caption is not None:
+            message["caption"] = caption
+            if caption.startswith("/"):
+                command = caption.split(maxsplit=1)[0]
+                message["caption_entities"] = [
+                    {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
+                ]
         return self._queue({"message": message})
 
     def press_button(self, user_id: int, message: dict[str, Any], data: str) -> dict[str, Any]:
@@ -296,6 +360,32 @@ class FakeTelegram:
         async with self._changed:
             self._changed.notify_all()
 
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """Telegram's file server: the bytes of a file a getFile call named."""
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        file_id = self._file_paths.get(request.match_info["file_path"])
+        if file_id is None:
+            return _error(404, "Not Found")
+        self.downloads.append(request.match_info["file_path"])
+        return web.Response(body=self._files[file_id][0], content_type="application/octet-stream")
+
+    async def _api_getFile(self, params: dict) -> tuple[int, Any]:
+        file_id = str(params.get("file_id"))
+        if file_id not in self._files:
+            return 400, "Bad Request: invalid file_id"
+        content, size = self._files[file_id]
+        if size > MAX_DOWNLOAD_BYTES:
+            return 400, "Bad Request: file is too big"
+        file_path = f"documents/file_{list(self._files).index(file_id)}"
+        self._file_paths[file_path] = file_id
+        return 200, {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_size": size,
+            "file_path": file_path,
+        }
+
     async def _api_getMe(self, params: dict) -> tuple[int, Any]:
         return 200, self.bot_user
 
@@ -344,6 +434,9 @@ class FakeTelegram:
                    "from": self.bot_user, "text": params["text"]}  # fmt: skip
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
+        replied = (params.get("reply_parameters") or {}).get("message_id")
+        if replied is not None and (chat["id"], replied) in self._messages:
+            message["reply_to_message"] = self._messages[(chat["id"], replied)]
         self._messages[(chat["id"], message["message_id"])] = message
         return 200, message
 
@@ -389,6 +482,9 @@ class FakeTelegram:
 
     def _queue(self, payload: dict[str, Any]) -> dict[str, Any]:
         update = {"update_id": next(self._update_ids), **payload}
+        message = payload.get("message")
+        if message is not None:  # users' messages can be replied to, like the bot's
+            self._messages.setdefault((message["chat"]["id"], message["message_id"]), message)
         if self.webhook_url:
             self._deliver(update)
         else:

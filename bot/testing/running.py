@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from telegram.ext import Application
 
@@ -23,7 +24,7 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def running_bot(
-    settings: Settings, engine: AnswerEngine, store: Store, *, webhook: bool = False
+    settings: Settings, engine: AnswerEngine, store: Store, *, webhook: bool = False, faq_encoder: Any = None
 ) -> AsyncIterator[Application]:
     """Run the real application inside the test's event loop: what ``run_polling``/``run_webhook`` do,
     minus their signal handling and loop management.
@@ -33,8 +34,9 @@ async def running_bot(
         engine: the answer engine.
         store: the store.
         webhook: receive updates on a local webhook (the fake POSTs them) instead of long polling.
+        faq_encoder: the FAQ matcher's encoder (a fake keeps tests fast).
     """
-    application = build_application(settings, engine, store)
+    application = build_application(settings, engine, store, faq_encoder=faq_encoder)
     await application.initialize()
     await post_init(application)
     await application.start()
