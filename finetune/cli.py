@@ -134,6 +134,8 @@ def _advanced(help_text: str) -> Any:
 
 # The train options' defaults are TrainConfig's (a dataclass field's default is its class attribute).
 TRAIN = TrainConfig
+# `finetune train` options that are not TrainConfig fields.
+NOT_TRAIN_CONFIG = frozenset({"as_json", "promote_if_better", "progress_file"})
 
 
 @app.command()
@@ -200,8 +202,7 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Fine-tune a QA reader on SQuAD-format data; keeps the epoch with the best dev F1."""
-    extra = ("as_json", "promote_if_better", "progress_file")
-    options = {k: v for k, v in locals().items() if k not in extra}
+    options = {k: v for k, v in locals().items() if k not in NOT_TRAIN_CONFIG}
     with user_errors():
         config = TrainConfig(**{**options, "data": tuple(data)})
         if promote_if_better is not None and config.dev is None:
