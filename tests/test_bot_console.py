@@ -345,3 +345,70 @@ def test_export_passes_finetune_check_and_the_cli_writes_the_same(console, tmp_p
     assert report["questions"] == 3 and report["unanswerable"] == 1
     download = api.get("/api/export?download=1", headers=bearer())
     assert "attachment" in download.headers["content-disposition"]
+
+
+def test_pages_also_take_the_bearer_token(api: TestClient) -> None:
+    annotate(
+        api,
+        doc_id="insulin.md",
+        question=f"{SCRIPT} what is insulin?",
+        answer_start=11,
+        answer_text="a hormone",
+    )
+    page = api.get("/annotate?doc=insulin.md", headers=bearer())
+    assert page.status_code == 200 and "&lt;script&gt;alert(1)&lt;/script&gt; what is insulin?" in page.text
+    assert SCRIPT not in page.text
+    assert api.get("/annotate", headers=bearer("wrong"), follow_redirects=False).status_code == 401
+    form = {"doc_id": "insulin.md", "question": "Is insulin sweet?", "unanswerable": "on"}
+    assert api.post("/annotate", data=form, headers=bearer(), follow_redirects=False).status_code == 303
+
+
+def test_editing_an_annotation_through_the_page(console) -> None:
+    client = logged_in(console)
+    api = TestClient(create_app(console))
+    record = annotate(
+        api, doc_id="insulin.md", question="What is insulin?", answer_start=11, answer_text="a hormone"
+    )
+    page = client.get(f"/annotate?doc=insulin.md&edit={record['id']}").text
+    assert f'name="annotation_id" value="{record["id"]}"' in page and 'value="What is insulin?"' in page
+    start = INSULIN_TEXT.index("the pancreas")
+    form = {"csrf_token": csrf_of(page), "doc_id": "insulin.md", "annotation_id": str(record["id"]),
+            "question": "What makes insulin?", "answer_start": str(start), "answer_text": "the pancreas"}  # fmt: skip
+    assert client.post("/annotate", data=form, follow_redirects=False).status_code == 303
+    (edited,) = api.get("/api/annotations", headers=bearer()).json()
+    assert (edited["id"], edited["question"], edited["answer_start"]) == (
+        record["id"],
+        "What makes insulin?",
+        start,
+    )
+    bad = client.post("/annotate", data={**form, "answer_start": str(start + 1)})
+    assert bad.status_code == 422 and "answer_start" in bad.text
+    delete = client.post(f"/annotations/{record['id']}/delete", data={"csrf_token": form["csrf_token"]},
+                         follow_redirects=False)  # fmt: skip
+    assert delete.status_code == 303 and api.get("/api/annotations", headers=bearer()).json() == []
+
+
+def test_the_feedback_search_finds_passages_in_the_index_to_answer_from(console, tmp_path: Path) -> None:
+    from retrieval import build_index
+
+    build_index(console.settings.docs_dir, console.settings.index_dir)
+    ids = log_feedback(console.store, tmp_path)
+    client = logged_in(console)
+    page = client.get(f"/feedback?for={ids['declined']}&q=glucose+cells").text
+    assert "search result" in page and "It lets glucose enter the cells" in page
+    hit = next(p for p in console.search("glucose cells")[0] if p.doc_id == "insulin.md")
+    start = hit.text.index("a hormone")
+    review = {"verdict": "answer", "passage_id": hit.id, "answer_start": start, "answer_text": "a hormone"}
+    response = TestClient(create_app(console)).post(
+        f"/api/feedback/{ids['declined']}", headers=bearer(), json=review
+    )
+    assert response.status_code == 200, response.text
+    data = parse_squad(console.export(), "export")
+    (answered,) = [e for e in data.examples if e.answers]
+    assert answered.context == hit.text and answered.question == "Is brittle diabetes rare?"
+
+
+def test_without_an_index_the_search_says_how_to_build_one(console, tmp_path: Path) -> None:
+    ids = log_feedback(console.store, tmp_path)
+    page = logged_in(console).get(f"/feedback?for={ids['declined']}&q=glucose").text
+    assert "retrieval index" in page

@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The "session" of a page request authenticated by its Authorization header (scripts, checks): it needs
+# no CSRF token, since a browser never adds that header to a forged cross-site request.
+BEARER = "\x00bearer"
 # No inline script or style runs, whatever a document or a member wrote: the second line of defence
 # behind Jinja's autoescaping.
 SECURITY_HEADERS = {
@@ -97,7 +100,13 @@ def create_app(console: Console) -> FastAPI:
     auth = console.auth
 
     def page_session(request: Request) -> str:
-        """The session nonce of a page request, or a redirect to the login page."""
+        """The session nonce of a page request (``BEARER`` with a valid bearer token), or a redirect to
+        the login page (401 for a wrong bearer token)."""
+        token = bearer_token(request.headers.get("authorization"))
+        if token is not None:
+            if not auth.token_ok(token):
+                raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
+            return BEARER
         nonce = auth.session_nonce(request.cookies.get(COOKIE_NAME))
         if nonce is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -124,7 +133,7 @@ def create_app(console: Console) -> FastAPI:
     async def checked_form(request: Request, nonce: str) -> dict[str, str]:
         """The posted form, after its CSRF field is checked (403 when it is missing or wrong)."""
         form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
-        if not auth.csrf_ok(nonce, form.get(CSRF_FIELD)):
+        if nonce != BEARER and not auth.csrf_ok(nonce, form.get(CSRF_FIELD)):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
         return form
 
