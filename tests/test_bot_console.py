@@ -372,8 +372,8 @@ def test_editing_an_annotation_through_the_page(console) -> None:
     page = client.get(f"/annotate?doc=insulin.md&edit={record['id']}").text
     assert f'name="annotation_id" value="{record["id"]}"' in page and 'value="What is insulin?"' in page
     start = INSULIN_TEXT.index("the pancreas")
-    form = {"csrf_token": csrf_of(page), "doc_id": "insulin.md", "annotation_id": str(record["id"]),
-            "question": "What makes insulin?", "answer_start": str(start), "answer_text": "the pancreas"}  # fmt: skip
+    form = {"csrf_token": csrf_of(page), "doc_id": "insulin.md", "annotation_id": str(record["id"])}
+    form |= {"question": "What makes insulin?", "answer_start": str(start), "answer_text": "the pancreas"}
     assert client.post("/annotate", data=form, follow_redirects=False).status_code == 303
     (edited,) = api.get("/api/annotations", headers=bearer()).json()
     assert (edited["id"], edited["question"], edited["answer_start"]) == (
