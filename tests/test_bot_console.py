@@ -412,3 +412,17 @@ def test_without_an_index_the_search_says_how_to_build_one(console, tmp_path: Pa
     ids = log_feedback(console.store, tmp_path)
     page = logged_in(console).get(f"/feedback?for={ids['declined']}&q=glucose").text
     assert "retrieval index" in page
+
+
+def test_a_session_ends_after_its_max_age() -> None:
+    from bot.console.auth import SESSION_MAX_AGE_S, Authenticator
+
+    now = [1_000_000.0]
+    auth = Authenticator(token_digest(TOKEN), clock=lambda: now[0])
+    cookie = auth.new_session()
+    nonce = auth.session_nonce(cookie)
+    assert nonce is not None and auth.csrf_ok(nonce, auth.csrf_token(nonce))
+    assert auth.session_nonce(cookie.replace(".", "0.", 1)) is None  # tampered
+    assert Authenticator(token_digest("another token")).session_nonce(cookie) is None  # token changed
+    now[0] += SESSION_MAX_AGE_S + 1
+    assert auth.session_nonce(cookie) is None

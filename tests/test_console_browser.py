@@ -178,3 +178,15 @@ def test_a_selection_across_paragraphs_maps_to_stored_offsets(server: str, brows
     browser.execute_script(SELECT_JS, "#doc", second, end)
     assert browser.find_element(By.ID, "answer_start").get_attribute("value") == str(second)
     assert browser.find_element(By.ID, "answer_text").get_attribute("value") == text[second:end]
+
+
+def test_bot_console_prints_a_generated_token_once(tmp_path: Path) -> None:
+    """Without HELPLINE_CONSOLE_TOKEN the first start generates and prints one; the next start does not."""
+    with running_console(tmp_path, "", DOCS) as url:
+        log = (tmp_path / "console.log").read_text()
+    token = log.split("admin token (shown once, keep it safe): ", 1)[1].split()[0]
+    with running_console(tmp_path, "", DOCS) as url:
+        assert call(f"{url}/api/documents", token=token)[0] == 200
+        assert call(f"{url}/api/documents", token=None)[0] == 401
+        log = (tmp_path / "console.log").read_text()
+    assert token not in log and "generated earlier" in log

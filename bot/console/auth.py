@@ -4,9 +4,10 @@
   is stored in the database (``meta`` table) and the token itself is printed once at start-up
   (``bot console --new-token`` replaces a lost one). Tokens are compared with
   ``hmac.compare_digest``.
-- Logging in with the token sets an HttpOnly, SameSite=Strict cookie ``NONCE.MAC``: a random session
-  nonce and its HMAC under a key derived from the token, so nothing but the token's holder can mint
-  one, and changing the token logs every session out. No server-side session state.
+- Logging in with the token sets an HttpOnly, SameSite=Strict cookie ``NONCE.MAC``: a session nonce
+  (its creation time and random bytes) and its HMAC under a key derived from the token, so nothing but
+  the token's holder can mint one, changing the token logs every session out, and a session ends after
+  ``SESSION_MAX_AGE_S``. No server-side session state.
 - The CSRF token of a session is another HMAC of its nonce. Every POST/DELETE that comes with the
   cookie must carry it (a form's hidden ``csrf_token`` field, or the ``X-CSRF-Token`` header of a
   fetch); requests with ``Authorization: Bearer TOKEN`` need none (a browser never adds that header
@@ -18,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.console.records import ConsoleRecords
@@ -27,6 +30,8 @@ COOKIE_NAME = "helpline_console"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 TOKEN_BYTES = 32
+# A login lasts a working day.
+SESSION_MAX_AGE_S = 12 * 3600
 
 
 def token_digest(token: str) -> str:
@@ -76,10 +81,12 @@ class Authenticator:
 
     Args:
         digest: SHA-256 hex of the admin token.
+        clock: seconds since the epoch (tests pass their own).
     """
 
-    def __init__(self, digest: str):
+    def __init__(self, digest: str, clock: Callable[[], float] = time.time):
         self._digest = digest
+        self._clock = clock
         # The signing key is derived from the token's digest: a new token invalidates old cookies.
         self._key = hashlib.sha256(b"helpline-console-session\x00" + digest.encode("ascii")).digest()
 
@@ -94,7 +101,7 @@ class Authenticator:
 
     def new_session(self) -> str:
         """A fresh session cookie value."""
-        nonce = secrets.token_urlsafe(16)
+        nonce = f"{int(self._clock())}-{secrets.token_urlsafe(16)}"
         return f"{nonce}.{self._mac('session', nonce)}"
 
     def session_nonce(self, cookie: str | None) -> str | None:
@@ -102,7 +109,12 @@ class Authenticator:
         if not cookie or cookie.count(".") != 1:
             return None
         nonce, mac = cookie.split(".")
-        return nonce if hmac.compare_digest(mac, self._mac("session", nonce)) else None
+        if not hmac.compare_digest(mac, self._mac("session", nonce)):
+            return None
+        created = nonce.split("-", 1)[0]
+        if not created.isdigit() or not 0 <= self._clock() - int(created) <= SESSION_MAX_AGE_S:
+            return None
+        return nonce
 
     def csrf_token(self, nonce: str) -> str:
         """The CSRF token of a session."""
