@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bot.store import Store
 from finetune.cli import app as finetune_app
 from retrieval.ingest import read_document
+from tests.bot_fakes import make_settings
 from tests.console_browser import ROOT, SELECT_JS, make_driver, require_browser, running_console
+from tests.console_fixtures import log_feedback
 
 TOKEN = "browser-test-token-9f8e7d"
 DOCS = ROOT / "data" / "docs"
@@ -35,6 +38,10 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     var = tmp_path_factory.mktemp("console")
+    # Members' questions in the database first, logged as the bot logs them (fake reader and index).
+    store = Store.from_settings(make_settings(var.parent, db_path=var / "helpline.db"))
+    log_feedback(store, var)
+    store.close()
     with running_console(var, TOKEN, DOCS) as url:
         yield url
 
@@ -190,3 +197,29 @@ def test_bot_console_prints_a_generated_token_once(tmp_path: Path) -> None:
         assert call(f"{url}/api/documents", token=None)[0] == 401
         log = (tmp_path / "console.log").read_text()
     assert token not in log and "generated earlier" in log
+
+
+def test_review_feedback_in_the_browser(server: str, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/feedback")
+    if "/login" in browser.current_url:
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "login").click()
+    article = browser.find_elements(By.CSS_SELECTOR, "article.review")[0]
+    question = article.find_element(By.CSS_SELECTOR, "h2.question").text
+    box = article.find_element(By.CSS_SELECTOR, ".passage.selectable")
+    text_id = box.get_attribute("data-text")
+    passage = browser.execute_script(f"return JSON.parse(document.getElementById('{text_id}').textContent)")
+    answer = " ".join(passage.split()[:4])
+    browser.execute_script(SELECT_JS, f"[data-text='{text_id}']", 0, len(answer))
+    assert article.find_element(By.CSS_SELECTOR, ".answer-preview").text == answer
+    article.find_element(By.CSS_SELECTOR, "button[value='answer']").click()
+    reviewed = browser.find_element(By.ID, "reviewed").text
+    assert question in reviewed and answer in reviewed
+    browser.get(f"{server}/api/export")
+    export = json.loads(browser.find_element(By.TAG_NAME, "body").text)
+    report = check_export(export, tmp_path)
+    assert report["rejected"] == [] and report["repaired"] == 0
+    mine = [qa for qa in questions_of(export) if qa["question"] == question and qa["answers"]]
+    assert mine and mine[0]["answers"] == [{"text": answer, "answer_start": 0}]
