@@ -72,6 +72,64 @@ def span_error(error: SpanError) -> JSONResponse:
     return JSONResponse({"detail": str(error), "field": error.field}, status_code=422)
 
 
+class Web:
+    """What every route needs: the console, its authenticator, the templates, and the access checks.
+
+    Args:
+        console: the console's state.
+    """
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.auth = console.auth
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+    def page_session(self, request: Request) -> str:
+        """The session nonce of a page request (``BEARER`` with a valid bearer token), or a redirect to
+        the login page (401 for a wrong bearer token)."""
+        token = bearer_token(request.headers.get("authorization"))
+        if token is not None:
+            if not self.auth.token_ok(token):
+                raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
+            return BEARER
+        nonce = self.auth.session_nonce(request.cookies.get(COOKIE_NAME))
+        if nonce is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise LoginRequired(target if request.method == "GET" else "/")
+        return nonce
+
+    def api_access(self, request: Request) -> None:
+        """Bearer token, or the session cookie (with the CSRF header on writes); else 401/403."""
+        token = bearer_token(request.headers.get("authorization"))
+        if token is not None:
+            if not self.auth.token_ok(token):
+                raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
+            return
+        nonce = self.auth.session_nonce(request.cookies.get(COOKIE_NAME))
+        if nonce is None:
+            message = "the admin token is required (Authorization: Bearer TOKEN)"
+            raise HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+        if request.method not in SAFE_METHODS and not self.auth.csrf_ok(
+            nonce, request.headers.get(CSRF_HEADER)
+        ):
+            raise HTTPException(403, "missing or wrong CSRF token (X-CSRF-Token header)")
+
+    async def checked_form(self, request: Request, nonce: str) -> dict[str, str]:
+        """The posted form, after its CSRF field is checked (403 when it is missing or wrong)."""
+        form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+        if nonce != BEARER and not self.auth.csrf_ok(nonce, form.get(CSRF_FIELD)):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        return form
+
+    def render(
+        self, request: Request, name: str, nonce: str | None, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        """A page, with the session's CSRF token for its forms (Jinja autoescapes every value)."""
+        csrf = self.auth.csrf_token(nonce) if nonce else ""
+        values = {"csrf_token": csrf, "csrf_field": CSRF_FIELD, "error": None, **context}
+        return self.templates.TemplateResponse(request, name, values, status_code=status)
+
+
 def create_app(console: Console) -> FastAPI:
     """The console application.
 
@@ -83,7 +141,6 @@ def create_app(console: Console) -> FastAPI:
     """
     app = FastAPI(title="Helpline console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = console
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.middleware("http")
@@ -97,105 +154,62 @@ def create_app(console: Console) -> FastAPI:
     async def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(exc.next_url, safe='/?=&')}", status_code=303)
 
-    auth = console.auth
+    web = Web(console)
+    for add_routes in (add_login_routes, add_annotate_routes, add_feedback_routes, add_train_routes):
+        add_routes(app, web)
+    add_api_routes(app, console, web.api_access)
+    return app
 
-    def page_session(request: Request) -> str:
-        """The session nonce of a page request (``BEARER`` with a valid bearer token), or a redirect to
-        the login page (401 for a wrong bearer token)."""
-        token = bearer_token(request.headers.get("authorization"))
-        if token is not None:
-            if not auth.token_ok(token):
-                raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
-            return BEARER
-        nonce = auth.session_nonce(request.cookies.get(COOKIE_NAME))
-        if nonce is None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise LoginRequired(target if request.method == "GET" else "/")
-        return nonce
 
-    def api_access(request: Request) -> None:
-        """Bearer token, or the session cookie (with the CSRF header on writes); else 401/403."""
-        token = bearer_token(request.headers.get("authorization"))
-        if token is not None:
-            if not auth.token_ok(token):
-                raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
-            return
-        nonce = auth.session_nonce(request.cookies.get(COOKIE_NAME))
-        if nonce is None:
-            raise HTTPException(
-                401,
-                "the admin token is required (Authorization: Bearer TOKEN)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if request.method not in SAFE_METHODS and not auth.csrf_ok(nonce, request.headers.get(CSRF_HEADER)):
-            raise HTTPException(403, "missing or wrong CSRF token (X-CSRF-Token header)")
-
-    async def checked_form(request: Request, nonce: str) -> dict[str, str]:
-        """The posted form, after its CSRF field is checked (403 when it is missing or wrong)."""
-        form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
-        if nonce != BEARER and not auth.csrf_ok(nonce, form.get(CSRF_FIELD)):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
-        return form
-
-    def render(
-        request: Request, name: str, nonce: str | None, status: int = 200, **context: Any
-    ) -> HTMLResponse:
-        csrf = auth.csrf_token(nonce) if nonce else ""
-        return templates.TemplateResponse(
-            request, name, {"csrf_token": csrf, "csrf_field": CSRF_FIELD, **context}, status_code=status
-        )
-
-    # --- login --------------------------------------------------------------------------------
+def add_login_routes(app: FastAPI, web: Web) -> None:
+    """``/login`` (the token form, which sets the session cookie) and ``/logout``."""
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> HTMLResponse:
-        return render(request, "login.html", None, next=_local(next), error=None)
+        return web.render(request, "login.html", None, next=_local(next))
 
     @app.post("/login")
     async def login(request: Request) -> Response:
         form = await request.form()
         token, target = str(form.get("token", "")), _local(str(form.get("next", "/")))
-        if not auth.token_ok(token.strip()):
-            return render(
-                request, "login.html", None, status=401, next=target, error="That is not the admin token."
-            )
+        if not web.auth.token_ok(token.strip()):
+            error = "That is not the admin token."
+            return web.render(request, "login.html", None, status=401, next=target, error=error)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
-            COOKIE_NAME, auth.new_session(), httponly=True, samesite="strict",
+            COOKIE_NAME, web.auth.new_session(), httponly=True, samesite="strict",
             secure=request.url.scheme == "https", path="/",
         )  # fmt: skip
         return response
 
     @app.post("/logout")
-    async def logout(request: Request, nonce: str = Depends(page_session)) -> Response:
-        await checked_form(request, nonce)
+    async def logout(request: Request, nonce: str = Depends(web.page_session)) -> Response:
+        await web.checked_form(request, nonce)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE_NAME, path="/")
         return response
 
-    # --- annotate -----------------------------------------------------------------------------
+
+def add_annotate_routes(app: FastAPI, web: Web) -> None:
+    """The annotate page: documents with progress, one document's text, its annotations."""
+    console = web.console
+
+    def annotate_page(request: Request, nonce: str, doc_id: str | None, status: int = 200, **extra: Any):
+        context = console.annotate_context(doc_id, extra.pop("edit", None))
+        return web.render(request, "annotate.html", nonce, status=status, **context, **extra)
 
     @app.get("/")
-    def home(nonce: str = Depends(page_session)) -> RedirectResponse:
+    def home(nonce: str = Depends(web.page_session)) -> RedirectResponse:
         return RedirectResponse("/annotate", status_code=303)
 
-    def annotate_page(
-        request: Request, nonce: str, doc_id: str | None, status: int = 200, **extra: Any
-    ) -> HTMLResponse:
-        context = console.annotate_context(doc_id, extra.pop("edit", None))
-        return render(request, "annotate.html", nonce, status=status, **context, **extra)
-
     @app.get("/annotate", response_class=HTMLResponse)
-    def annotate(
-        request: Request, doc: str | None = None, edit: int | None = None, nonce: str = Depends(page_session)
-    ):
-        return annotate_page(
-            request, nonce, doc, edit=edit, error=None, saved=request.query_params.get("saved")
-        )
+    def annotate(request: Request, doc: str | None = None, edit: int | None = None,
+                 nonce: str = Depends(web.page_session)):  # fmt: skip
+        return annotate_page(request, nonce, doc, edit=edit, saved=request.query_params.get("saved"))
 
     @app.post("/annotate")
-    async def save_annotation(request: Request, nonce: str = Depends(page_session)) -> Response:
-        form = await checked_form(request, nonce)
+    async def save_annotation(request: Request, nonce: str = Depends(web.page_session)) -> Response:
+        form = await web.checked_form(request, nonce)
         doc_id = form.get("doc_id", "")
         try:
             saved = console.save_annotation_form(form)
@@ -207,57 +221,65 @@ def create_app(console: Console) -> FastAPI:
 
     @app.post("/annotations/{annotation_id}/delete")
     async def delete_annotation_form(
-        annotation_id: int, request: Request, nonce: str = Depends(page_session)
+        annotation_id: int, request: Request, nonce: str = Depends(web.page_session)
     ):
-        form = await checked_form(request, nonce)
+        form = await web.checked_form(request, nonce)
         console.records.delete_annotation(annotation_id)
         return RedirectResponse(f"/annotate?doc={quote(form.get('doc_id', ''))}", status_code=303)
 
-    # --- feedback -----------------------------------------------------------------------------
+
+def add_feedback_routes(app: FastAPI, web: Web) -> None:
+    """The feedback queue and its verdict forms."""
+    console = web.console
 
     @app.get("/feedback", response_class=HTMLResponse)
-    def feedback(request: Request, q: str | None = None, nonce: str = Depends(page_session)) -> HTMLResponse:
+    def feedback(
+        request: Request, q: str | None = None, nonce: str = Depends(web.page_session)
+    ) -> HTMLResponse:
         search_for = _int_or_none(request.query_params.get("for")) if q else None
-        return render(request, "feedback.html", nonce, **console.feedback_context(q, search_for), error=None)
+        return web.render(request, "feedback.html", nonce, **console.feedback_context(q, search_for))
 
     @app.post("/feedback/{question_id}")
-    async def review_form(question_id: int, request: Request, nonce: str = Depends(page_session)) -> Response:
-        form = await checked_form(request, nonce)
+    async def review_form(
+        question_id: int, request: Request, nonce: str = Depends(web.page_session)
+    ) -> Response:
+        form = await web.checked_form(request, nonce)
         try:
             start = _int_or_none(form.get("answer_start"))
             verdict, passage_id = form.get("verdict", ""), form.get("passage_id") or None
             console.review(question_id, verdict, passage_id, start, form.get("answer_text") or None)
         except SpanError as e:
             context = console.feedback_context(None)
-            return render(request, "feedback.html", nonce, status=422, **context, error=str(e))
+            return web.render(request, "feedback.html", nonce, status=422, **context, error=str(e))
         except KeyError:
             raise HTTPException(404, f"no question {question_id} up for review") from None
         return RedirectResponse("/feedback", status_code=303)
 
-    # --- retrain ------------------------------------------------------------------------------
+
+def add_train_routes(app: FastAPI, web: Web) -> None:
+    """The retrain page: start a job, watch it, roll back."""
+    console = web.console
+
+    def after(request: Request, nonce: str, error: str | None) -> Response:
+        if error:
+            return web.render(
+                request, "train.html", nonce, status=409, **console.train_context(), error=error
+            )
+        return RedirectResponse("/train", status_code=303)
 
     @app.get("/train", response_class=HTMLResponse)
-    def train_page(request: Request, nonce: str = Depends(page_session)) -> HTMLResponse:
-        return render(request, "train.html", nonce, **console.train_context(), error=None)
+    def train_page(request: Request, nonce: str = Depends(web.page_session)) -> HTMLResponse:
+        return web.render(request, "train.html", nonce, **console.train_context())
 
     @app.post("/train")
-    async def train_start(request: Request, nonce: str = Depends(page_session)) -> Response:
-        await checked_form(request, nonce)
-        error = console.start_training()
-        if error:
-            return render(request, "train.html", nonce, status=409, **console.train_context(), error=error)
-        return RedirectResponse("/train", status_code=303)
+    async def train_start(request: Request, nonce: str = Depends(web.page_session)) -> Response:
+        await web.checked_form(request, nonce)
+        return after(request, nonce, console.start_training())
 
     @app.post("/train/rollback")
-    async def train_rollback(request: Request, nonce: str = Depends(page_session)) -> Response:
-        await checked_form(request, nonce)
-        error = console.rollback()
-        if error:
-            return render(request, "train.html", nonce, status=409, **console.train_context(), error=error)
-        return RedirectResponse("/train", status_code=303)
-
-    add_api_routes(app, console, api_access)
-    return app
+    async def train_rollback(request: Request, nonce: str = Depends(web.page_session)) -> Response:
+        await web.checked_form(request, nonce)
+        return after(request, nonce, console.rollback())
 
 
 def add_api_routes(app: FastAPI, console: Console, api_access: Any) -> None:
