@@ -7,18 +7,23 @@ no-answer threshold as serving). The candidate is installed only when neither it
 with unanswerable questions, its no-answer accuracy (``NoAns_exact``: the share of unanswerable
 questions it declines) is lower than the served model's.
 
-Installing keeps the replaced model in ``DIR.previous`` (``rollback_model`` swaps them back). Each
-step is a rename within ``DIR``'s folder: the candidate is first copied beside ``DIR``, so a crash at
-any point before the final renames leaves the served model untouched.
+Installing keeps the replaced model in ``DIR.previous`` (``rollback_model`` swaps them back). The
+candidate is first copied beside ``DIR``, so a crash at any point before the swap leaves the served
+model untouched; the swap itself is one ``renameat2(RENAME_EXCHANGE)`` on Linux, so a bot reloading at
+that moment reads the old model or the new one, never a missing folder (elsewhere it is two renames,
+with a moment in between where ``DIR`` is missing and the reload fails and can be retried).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +36,9 @@ from finetune.errors import FinetuneError
 logger = logging.getLogger(__name__)
 
 PREVIOUS_SUFFIX = ".previous"
+# renameat2(2) flags and the "current directory" file descriptor (linux/fcntl.h, linux/fs.h).
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
 
 
 class PromotionError(FinetuneError):
@@ -113,6 +121,32 @@ def compare(candidate: ModelScores, served: ModelScores) -> tuple[bool, str]:
     return True, f"candidate F1 {candidate.f1:.2f} vs {served.f1:.2f}{noans}: not worse"
 
 
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # no glibc, or one older than 2.28
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    logger.info("renameat2 exchange of %s and %s failed: %s", a, b, os.strerror(ctypes.get_errno()))
+    return False
+
+
+def _swap_in(new: Path, target: Path, previous: Path) -> None:
+    """Put ``new`` at ``target`` and the folder that was at ``target`` at ``previous``."""
+    remove_path(previous)
+    if exchange_paths(new, target):
+        os.replace(new, previous)  # ``new`` now holds the old model
+        return
+    os.replace(target, previous)  # from here until the next line, no model sits at target
+    os.replace(new, target)
+
+
 def install_model(candidate: Path, target: Path) -> Path | None:
     """Serve ``candidate`` from ``target``, keeping the model it replaces in ``previous_dir(target)``.
 
@@ -138,12 +172,12 @@ def install_model(candidate: Path, target: Path) -> Path | None:
     previous = previous_dir(target)
     kept = None
     if holds_model(target):
-        remove_path(previous)
-        os.replace(target, previous)  # from here until the next line, no model sits at target
+        _swap_in(tmp, target, previous)
         kept = previous
-    elif target.exists():
-        target.rmdir()
-    os.replace(tmp, target)
+    else:
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
     logger.info("installed %s as %s (previous: %s)", candidate, target, kept)
     return kept
 
@@ -163,6 +197,8 @@ def rollback_model(target: Path) -> Path:
     if not holds_model(target):
         os.replace(previous, target)
         return target
+    if exchange_paths(previous, target):
+        return previous
     parked = target.with_name(f".{target.name}.rollback")
     remove_path(parked)
     os.replace(target, parked)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from finetune import promote
 from finetune.cli import app
 from finetune.config import TrainConfig
 from finetune.promote import (
@@ -76,7 +77,12 @@ def fake_model(folder: Path, name: str) -> Path:
     return folder
 
 
-def test_install_keeps_the_previous_model_and_rollback_swaps_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("atomic_exchange", [True, False])
+def test_install_keeps_the_previous_model_and_rollback_swaps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, atomic_exchange: bool
+) -> None:
+    if not atomic_exchange:  # the two-rename fallback of systems without renameat2
+        monkeypatch.setattr(promote, "exchange_paths", lambda a, b: False)
     target = tmp_path / "model"
     assert install_model(fake_model(tmp_path / "a", "a"), target) is None  # nothing served before
     assert (target / "which").read_text() == "a"
@@ -143,3 +149,10 @@ def test_promote_if_better_needs_a_dev_set(tiny: dict, tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--data", str(tiny["dev"]), "--output", str(tmp_path / "c"),
                                  "--promote-if-better", str(tmp_path / "served")])  # fmt: skip
     assert result.exit_code == 1 and "--promote-if-better needs --dev" in result.output
+
+
+def test_exchange_paths_swaps_two_folders(tmp_path: Path) -> None:
+    a, b = fake_model(tmp_path / "a", "a"), fake_model(tmp_path / "b", "b")
+    if not promote.exchange_paths(a, b):
+        pytest.skip("no renameat2 here")
+    assert (a / "which").read_text() == "b" and (b / "which").read_text() == "a"
