@@ -234,9 +234,14 @@ class Console:
 
     def train_context(self) -> dict[str, Any]:
         """The retrain page: the job's status and the paths it uses."""
+        settings = self.settings
         return {
             "job": self.jobs.status(),
             "questions": len(self.records.annotations()) + len(self.records.reviews()),
+            "model_dir": settings.model_dir,
+            "train_data": settings.console_train_data,
+            "dev_data": settings.console_dev_data,
+            "train_args": settings.console_train_args,
         }
 
     def start_training(self) -> str | None:
