@@ -134,7 +134,8 @@ class Console:
         """What the annotate page shows: documents with progress, the chosen one, its annotations."""
         documents = self.documents_json()
         doc = self.library.get(doc_id) if doc_id else None
-        annotations = self.records.annotations(doc.doc_id) if doc else []
+        # Without a document chosen, the page lists every annotation (newest first).
+        annotations = self.records.annotations(doc.doc_id) if doc else self.records.annotations()[::-1]
         editing = next((a for a in annotations if a.id == edit), None)
         return {
             "documents": documents,
