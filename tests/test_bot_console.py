@@ -234,10 +234,9 @@ def test_questions_and_document_text_are_html_escaped(console, tmp_path: Path) -
     client = logged_in(console)
     for page in (client.get("/annotate?doc=insulin.md").text, client.get("/annotate?doc=evil.md").text):
         assert SCRIPT not in page
-    assert (
-        "&lt;script&gt;alert(1)&lt;/script&gt; what is insulin?"
-        in client.get("/annotate?doc=insulin.md").text
-    )
+    for path in ("/annotate?doc=insulin.md", "/annotate", "/"):  # the document's list, and the list of all
+        page = client.get(path).text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; what is insulin?" in page and SCRIPT not in page
     assert "default-src 'self'" in client.get("/annotate").headers["content-security-policy"]
 
 
