@@ -109,3 +109,17 @@ def test_nothing_to_train_on_is_refused(tmp_path: Path) -> None:
     response = TestClient(create_app(console)).post("/api/train", headers=bearer())
     assert response.status_code == 409 and "nothing to train on" in response.json()["detail"]
     console.close()
+
+
+def test_a_job_started_by_another_console_blocks_a_second(tmp_path: Path, untrained: Path) -> None:
+    from bot.console.jobs import _take_lock
+
+    console, api, model_dir = console_for(tmp_path, untrained, TINY)
+    work = model_dir.with_name("model.candidate")
+    work.mkdir(parents=True, exist_ok=True)
+    other = _take_lock(work / "job.lock")  # what a training child of another console process holds
+    assert other is not None
+    response = api.post("/api/train", headers=bearer())
+    assert response.status_code == 409 and "another console" in response.json()["detail"]
+    other.close()
+    console.close()

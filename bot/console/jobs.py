@@ -12,6 +12,7 @@ was; the old model is kept in ``<model dir>.previous`` for a one-click rollback.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shlex
@@ -106,6 +107,11 @@ class TrainingJobs:
                 if not path.is_file():
                     return f"the {what} {path} does not exist (HELPLINE_CONSOLE_TRAIN_DATA / _DEV_DATA)"
             plan.work_dir.mkdir(parents=True, exist_ok=True)
+            lock = _take_lock(plan.work_dir / "job.lock")
+            if lock is None:
+                return (
+                    "a retraining job is already running (started by another console); wait for it to finish"
+                )
             export_file = plan.work_dir / "annotations.json"
             write_json_atomic(export_file, export)
             (plan.work_dir / "progress.json").unlink(missing_ok=True)
@@ -114,9 +120,15 @@ class TrainingJobs:
             self._job = JobState(
                 state="running", started_at=time.time(), message=f"{questions} new questions"
             )
-            self._process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8"
-            )
+            try:
+                # The child inherits the locked file: the lock lasts as long as the training does, even
+                # when this console is restarted meanwhile.
+                self._process = subprocess.Popen(
+                    command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                    pass_fds=(lock.fileno(),),
+                )  # fmt: skip
+            finally:
+                lock.close()
             self._thread = threading.Thread(target=self._watch, args=(self._process, plan), daemon=True)
             self._thread.start()
         return None
@@ -207,6 +219,17 @@ class TrainingJobs:
                 f"rolled back: {model_dir} serves the previous model again. Send /reload to the bot."
             )
         return None
+
+
+def _take_lock(path: Path) -> Any:
+    """An open file holding an exclusive ``flock`` on ``path``, or None when another process holds it."""
+    handle = open(path, "a+b")  # noqa: SIM115 - returned open: the caller hands it to the child
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def _fraction(state: str, progress: dict[str, Any] | None) -> float:
