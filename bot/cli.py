@@ -369,3 +369,88 @@ def export_feedback_command(
         f" ({report.skipped} skipped: no stored text or no passages)",
         err=True,
     )
+
+
+# --- console -----------------------------------------------------------------------------------
+
+
+@app.command()
+def console(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [HELPLINE_CONSOLE_HOST, default 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [HELPLINE_CONSOLE_PORT, default 8765].")] = None,
+    new_token: Annotated[
+        bool,
+        typer.Option("--new-token", help="Replace the generated admin token with a new one (printed once)."),
+    ] = False,
+    docs_dir: DocsDirOption = None,
+    index_dir: IndexDirOption = None,
+    model_dir: ModelDirOption = None,
+    db: DbOption = None,
+) -> None:
+    """Run the admin web console: annotate documents, review members' feedback, export, retrain.
+
+    Every page and API call needs the admin token (HELPLINE_CONSOLE_TOKEN; when unset, one is generated
+    on first start and printed once).
+    """
+    import uvicorn  # noqa: PLC0415 - only this command serves HTTP
+
+    from bot.console import create_app, open_console  # noqa: PLC0415
+
+    settings = load_settings(docs_dir=docs_dir, index_dir=index_dir, model_dir=model_dir, db_path=db)
+    host = host or settings.console_host
+    port = settings.console_port if port is None else port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        admin, token = open_console(settings, new_token=new_token)
+    except (sqlite3.Error, OSError) as e:
+        raise _fail(f"cannot open the database {settings.db_path} (HELPLINE_DB): {e}") from None
+    if token.generated:
+        typer.echo(f"admin token (shown once, keep it safe): {token.generated}", err=True)
+    elif token.source == "database":
+        typer.echo(
+            "using the admin token generated earlier (`bot console --new-token` makes a new one)", err=True
+        )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: put the console behind HTTPS before exposing it", err=True)
+    typer.echo(
+        f"console at http://{host}:{port}/ (documents {settings.docs_dir}, database {settings.db_path})",
+        err=True,
+    )
+    try:
+        uvicorn.run(create_app(admin), host=host, port=port, log_level="warning")
+    finally:
+        admin.close()
+
+
+@app.command("export-annotations")
+def export_annotations_command(
+    out: Annotated[Path, typer.Option("--out", dir_okay=False, help="The SQuAD v2.0 file to write.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    docs_dir: DocsDirOption = None,
+    db: DbOption = None,
+) -> None:
+    """Export the console's annotations and reviewed feedback as SQuAD v2.0 (what GET /api/export returns).
+
+    `finetune check FILE` accepts it; add it to `finetune train --data`.
+    """
+    from bot.console.export import write_export  # noqa: PLC0415
+    from bot.console.records import ConsoleRecords  # noqa: PLC0415
+
+    settings = load_settings(docs_dir=docs_dir, db_path=db)
+    if not settings.db_path.is_file():
+        raise _fail(f"no database at {settings.db_path} (HELPLINE_DB or --db): nothing annotated yet")
+    try:
+        store = Store.from_settings(settings)
+        records = ConsoleRecords(settings.db_path)
+        try:
+            questions = write_export(records, store, out)
+        finally:
+            records.close()
+            store.close()
+    except (sqlite3.Error, OSError) as e:
+        raise _fail(f"cannot export from {settings.db_path} to {out}: {e}") from None
+    if as_json:
+        typer.echo(json.dumps({"output": str(out), "questions": questions}))
+    typer.echo(f"wrote {questions} questions to {out}", err=True)

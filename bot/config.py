@@ -106,6 +106,18 @@ class Settings(BaseSettings):
     # Key for the member-id hash; when unset, one is generated and kept in the database.
     member_hash_key: SecretStr | None = Field(None, alias="HELPLINE_HASH_KEY")
 
+    # --- Admin console (`bot console`) ---------------------------------------------------------
+    # The console's admin token; when unset, one is generated, its hash kept in the database, and
+    # printed once at start-up.
+    console_token: SecretStr | None = Field(None, alias="HELPLINE_CONSOLE_TOKEN")
+    console_host: str = Field("127.0.0.1", alias="HELPLINE_CONSOLE_HOST")
+    console_port: int = Field(8765, ge=0, le=65535, alias="HELPLINE_CONSOLE_PORT")
+    # What the retrain button trains on (with the console's annotations) and scores both models on.
+    console_train_data: Path = Field(Path("data/diabetes-qa/train.json"), alias="HELPLINE_CONSOLE_TRAIN_DATA")
+    console_dev_data: Path = Field(Path("data/diabetes-qa/dev.json"), alias="HELPLINE_CONSOLE_DEV_DATA")
+    # More `finetune train` options for the retrain button, e.g. "--epochs 1 --max-train-examples 500".
+    console_train_args: str = Field("", alias="HELPLINE_CONSOLE_TRAIN_ARGS")
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _parse_admin_ids(cls, value: object) -> object:

@@ -170,3 +170,47 @@ def _run_statements(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+@migration
+def m004_console(conn: sqlite3.Connection) -> None:
+    """The admin console's records: annotations over document snapshots, and reviews of members' feedback.
+
+    An annotation's offsets index into the document text it was made on; that text is kept
+    (``console_documents``, one row per content hash) so that an export still verifies after the
+    document is edited or removed. A review records the admin's verdict on one question up for review.
+    """
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE console_documents (      -- the ingested text annotations were made on
+            hash TEXT PRIMARY KEY,            -- SHA-256 of the file's bytes (retrieval.ingest.Document.hash)
+            doc_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            source TEXT,
+            text TEXT NOT NULL
+        );
+        CREATE TABLE annotations (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            doc_id TEXT NOT NULL,
+            doc_hash TEXT NOT NULL REFERENCES console_documents (hash),
+            question TEXT NOT NULL,
+            answer_start INTEGER,             -- NULL when unanswerable
+            answer_text TEXT                  -- text[answer_start:answer_start + len(answer_text)]
+        );
+        CREATE INDEX annotations_doc ON annotations (doc_id);
+        CREATE TABLE feedback_reviews (
+            question_id INTEGER PRIMARY KEY REFERENCES questions (id),
+            reviewed_at TEXT NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN ('answer', 'not_in_documents', 'dismissed')),
+            passage_id TEXT,                  -- the passage the answer is in (verdict 'answer')
+            doc_id TEXT,
+            title TEXT,
+            context TEXT,                     -- that passage's text, which answer_start indexes into
+            answer_start INTEGER,
+            answer_text TEXT
+        );
+        """,
+    )

@@ -134,6 +134,8 @@ def _advanced(help_text: str) -> Any:
 
 # The train options' defaults are TrainConfig's (a dataclass field's default is its class attribute).
 TRAIN = TrainConfig
+# `finetune train` options that are not TrainConfig fields.
+NOT_TRAIN_CONFIG = frozenset({"as_json", "promote_if_better", "progress_file"})
 
 
 @app.command()
@@ -185,32 +187,85 @@ def train(
         bool, typer.Option(help="Replace an existing --output when training succeeds.")
     ] = TRAIN.overwrite,
     keep_checkpoints: Annotated[bool, _advanced("Keep <output>.work/ when done.")] = TRAIN.keep_checkpoints,
+    promote_if_better: Annotated[
+        Path | None,
+        typer.Option(
+            help="Then score the output and the model served from DIR on --dev; install the output in DIR "
+            "(keeping the old one in DIR.previous) only if its F1 and no-answer accuracy are not lower.",
+            metavar="DIR",
+            show_default=False,
+        ),
+    ] = None,
+    progress_file: Annotated[
+        Path | None, _advanced("Write the stage and step count to this JSON file while working.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Fine-tune a QA reader on SQuAD-format data; keeps the epoch with the best dev F1."""
-    options = {k: v for k, v in locals().items() if k != "as_json"}
+    options = {k: v for k, v in locals().items() if k not in NOT_TRAIN_CONFIG}
     with user_errors():
         config = TrainConfig(**{**options, "data": tuple(data)})
-        result = _run_training(config)
-    if result is None:
-        return  # under torchrun every rank runs this command; rank 0 reports
+        if promote_if_better is not None and config.dev is None:
+            raise ConfigError("--promote-if-better needs --dev: both models are scored on the same dev set")
+        served = _served_model(promote_if_better, config.base_model) if promote_if_better else None
+        result = _run_training(config, progress_file)
+        if result is None:
+            return  # under torchrun every rank runs this command; rank 0 reports
+        promotion = _promote(config, served, promote_if_better, progress_file) if served else None
     best, r = result.best_dev, result
     human = (
         f"trained {r.train_examples} questions ({r.train_features} windows), {r.epochs} epochs "
         f"in {r.seconds:.0f}s: dev EM {best['exact_match']:.2f} F1 {best['f1']:.2f} -> {r.output}"
     )
-    _emit(result.to_json(), as_json, human)
+    document = result.to_json()
+    if promotion is not None:
+        document["promotion"] = promotion.to_json()
+        verdict = f"installed in {promotion.installed}" if promotion.promoted else "not installed"
+        human += f"\n{verdict}: {promotion.reason}"
+        if promotion.promoted:
+            human += "; send /reload to the bot (or restart it) to serve it"
+    _emit(document, as_json, human)
 
 
-def _run_training(config: TrainConfig) -> Any:
+def _served_model(target: Path, base_model: str) -> Path:
+    """The model served from ``target``: itself when it holds one, else the base model trained from."""
+    from finetune.models import resolve_model_ref  # noqa: PLC0415
+
+    if (target / "config.json").is_file():
+        return target
+    served = Path(resolve_model_ref(base_model))
+    if not (served / "config.json").is_file():
+        raise ConfigError(
+            f"--promote-if-better {target} holds no model, and --base-model {base_model} is no local model"
+        )
+    return served
+
+
+def _promote(config: TrainConfig, served: Path, target: Path, progress_file: Path | None) -> Any:
+    """Score the trained output against the served model; install it if it is not worse."""
+    from finetune.promote import ProgressFile, promote_if_better  # noqa: PLC0415 - loads torch
+
+    progress = ProgressFile(progress_file).stage_callback() if progress_file else None
+    with contextlib.redirect_stdout(sys.stderr):
+        return promote_if_better(config.output, served, target, config.dev, progress=progress)
+
+
+def _run_training(config: TrainConfig, progress_file: Path | None = None) -> Any:
     """Train; the result on the main process, None on the others (torchrun)."""
     from finetune.train import is_main_process  # noqa: PLC0415 - keeps --help fast (no torch import)
     from finetune.train import train as run_training  # noqa: PLC0415
 
     quiet_model_loading()
+    on_step = None
+    if progress_file is not None:
+        from finetune.promote import ProgressFile  # noqa: PLC0415
+
+        tracker = ProgressFile(progress_file)
+        tracker.update(stage="training", force=True)
+        on_step = lambda step, total: tracker.update(stage="training", step=step, total=total)  # noqa: E731
     # Trainer's progress bar and log lines print to stdout; stdout is kept for the result.
     with contextlib.redirect_stdout(sys.stderr):
-        result = run_training(config)
+        result = run_training(config, on_step)
     return result if is_main_process() else None
 
 

@@ -17,7 +17,7 @@ import platform
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from transformers import (
     EarlyStoppingCallback,
     ProgressCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 from transformers.trainer_utils import get_last_checkpoint
@@ -331,11 +332,12 @@ def _check_output(config: TrainConfig) -> None:
 # The run
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, on_step: Callable[[int, int], None] | None = None) -> TrainResult:
     """Fine-tune, evaluate each epoch, keep the best epoch, and write the model directory.
 
     Args:
         config: the run's settings.
+        on_step: called as ``on_step(step, total_steps)`` after each optimizer step (progress bars).
 
     Returns:
         The summary of the run (also written to ``metrics.json`` in the output).
@@ -356,6 +358,8 @@ def train(config: TrainConfig) -> TrainResult:
     logger.info("tokenized in %.0fs", time.perf_counter() - started)
     model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32)
     trainer = build_trainer(config, model, tokenizer, features, dev_set)
+    if on_step is not None:
+        trainer.add_callback(StepCallback(on_step))
     train_output = trainer.train(resume_from_checkpoint=_prepare_work_dir(config))
     history = epoch_history(trainer.state.log_history)
     best = max(history, key=lambda h: h["f1"]) if history else {"exact_match": 0.0, "f1": 0.0}
@@ -432,6 +436,17 @@ def build_trainer(
     if trainer.pop_callback(ProgressCallback) is not None:  # absent when tqdm is disabled
         trainer.add_callback(QuietProgressCallback())
     return trainer
+
+
+class StepCallback(TrainerCallback):
+    """Reports ``(step, total_steps)`` after every optimizer step (the console's progress bar)."""
+
+    def __init__(self, on_step: Callable[[int, int], None]):
+        self.on_step = on_step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Pass the step count on."""
+        self.on_step(int(state.global_step), int(state.max_steps))
 
 
 class QuietProgressCallback(ProgressCallback):
