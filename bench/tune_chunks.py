@@ -18,12 +18,13 @@ import dataclasses
 import json
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval import BM25Index, IndexSettings
 from retrieval.ingest import Document, read_folder
 from retrieval.passages import split_into_passages
+from retrieval.query_training import LocatedQuestion as Question
+from retrieval.query_training import locate_questions
 from retrieval.store import unique_passages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,33 +34,11 @@ SPLITS = ("train", "dev")
 TOP_K = 5
 
 
-@dataclass(frozen=True)
-class Question:
-    text: str
-    doc_id: str
-    start: int  # answer span in the normalised document text
-    end: int
-
-
 def load_questions(documents: dict[str, Document], split: str) -> list[Question]:
     """Answerable questions of one split, with their answer span located in the normalised document."""
-    questions = []
-    for path in [QA_DIR / f"{split}.json"]:
-        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
-            text = documents[article["doc"]].text
-            for paragraph in article["paragraphs"]:
-                offset = text.find(paragraph["context"])
-                if offset < 0:
-                    raise SystemExit(f"{path.name}: a paragraph of {article['doc']} is not in the document")
-                for qa in paragraph["qas"]:
-                    if qa.get("is_impossible") or not qa["answers"]:
-                        continue
-                    answer = qa["answers"][0]
-                    start = offset + answer["answer_start"]
-                    questions.append(
-                        Question(qa["question"], article["doc"], start, start + len(answer["text"]))
-                    )
-    return questions
+    path = QA_DIR / f"{split}.json"
+    texts = {doc_id: d.text for doc_id, d in documents.items()}
+    return locate_questions(json.loads(path.read_text(encoding="utf-8")), path.name, texts)
 
 
 def build(documents: list[Document], settings: IndexSettings) -> BM25Index:

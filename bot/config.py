@@ -10,10 +10,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ModelDirError
 from bot.faq import TUNED_FAQ_THRESHOLD
+from retrieval.hybrid import HybridSettings
 
 # The reader that ships in the repository; served when HELPLINE_MODEL_DIR is left at its default and
 # that default holds no model yet.
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
+# The question side of dense retrieval, fine-tuned on data/diabetes-qa/train.json against the packaged
+# all-MiniLM-L6-v2's passage vectors (finetune train-query-encoder; figures in its README.md).
+SHIPPED_QUERY_ENCODER_DIR = SHIPPED_MODEL_DIR.parent / "query-encoder"
+# HELPLINE_QUERY_ENCODER_DIR=none: questions go through the passage encoder itself.
+NO_QUERY_ENCODER = "none"
 # Passages read per question, from bench/tune_engine.py on data/diabetes-qa/dev.json (433 questions,
 # out-of-fold by document, threshold for 80% precision): answered right k=1 14.4%, k=3 24.5%, k=5 24.7%,
 # k=8 25.3% (answering everything: 43.1 / 50.0 / 50.3 / 52.9%); k=3 ties the best within a question's
@@ -61,11 +67,13 @@ class Settings(BaseSettings):
     top_k: int = Field(TUNED_TOP_K, ge=1, le=50, alias="HELPLINE_TOP_K")
     # Retrieval: hybrid (BM25 + dense, fused), bm25 or dense. Hybrid needs an index built with vectors.
     retrieval_mode: Literal["hybrid", "bm25", "dense"] = Field("hybrid", alias="HELPLINE_RETRIEVAL_MODE")
-    # The dense side's weight in hybrid fusion (bench/tune_retrieval.py: 0.5 is best on train questions;
-    # dev hit@5 0.710 BM25 -> 0.755 hybrid).
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0, alias="HELPLINE_DENSE_WEIGHT")
+    # The dense side's weight in hybrid fusion (bench/tune_retrieval.py, figures in README.md).
+    dense_weight: float = Field(HybridSettings.dense_weight, ge=0.0, le=1.0, alias="HELPLINE_DENSE_WEIGHT")
     # The sentence encoder of dense retrieval; None: the packaged all-MiniLM-L6-v2.
     encoder_dir: Path | None = Field(None, alias="HELPLINE_ENCODER_DIR")
+    # The question side of dense retrieval (a folder of finetune train-query-encoder); None ("none"):
+    # questions are embedded by the passage encoder.
+    query_encoder_dir: Path | None = Field(SHIPPED_QUERY_ENCODER_DIR, alias="HELPLINE_QUERY_ENCODER_DIR")
     # Weight of a passage's retrieval score next to the reader's margin when choosing the answer.
     retrieval_weight: float = Field(TUNED_RETRIEVAL_WEIGHT, ge=0.0, alias="HELPLINE_RETRIEVAL_WEIGHT")
     # Answers below this calibrated confidence are declined; unset: the threshold fitted with the
@@ -149,6 +157,16 @@ class Settings(BaseSettings):
             f"cannot derive the file URL from TELEGRAM_BASE_URL={base!r} (it does not end in /bot): "
             "set TELEGRAM_BASE_FILE_URL"
         )
+
+    @field_validator("query_encoder_dir", mode="before")
+    @classmethod
+    def _parse_query_encoder_dir(cls, value: object) -> object:
+        """``none`` (any case) turns the query encoder off; an empty value is a mistake, not "off"."""
+        if isinstance(value, str) and value.strip().lower() == NO_QUERY_ENCODER:
+            return None
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"HELPLINE_QUERY_ENCODER_DIR is empty: give a folder, or {NO_QUERY_ENCODER!r}")
+        return value
 
     def model_fallback(self) -> Path | None:
         """The shipped reader when ``model_dir`` is the untouched default, else None.

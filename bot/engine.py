@@ -60,7 +60,8 @@ class EngineConfig:
         scoring: how the answer is chosen and the threshold override.
         top_k: passages retrieved and read per question.
         retrieval: hybrid, bm25 or dense search and the fusion weight.
-        encoder_dir: the query/passage encoder (None: the packaged all-MiniLM-L6-v2).
+        encoder_dir: the passage encoder (None: the packaged all-MiniLM-L6-v2).
+        query_encoder_dir: the fine-tuned question encoder (None: questions use the passage encoder).
         max_answer_tokens: the longest answer span, in tokens (None: the model's reader_config.json).
         reader_threads: torch CPU threads for the reader (0: torch's default).
     """
@@ -75,6 +76,7 @@ class EngineConfig:
     reader_threads: int
     retrieval: HybridSettings = HybridSettings()
     encoder_dir: Path | None = None
+    query_encoder_dir: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -90,6 +92,7 @@ class EngineConfig:
             reader_threads=settings.reader_threads,
             retrieval=HybridSettings(mode=settings.retrieval_mode, dense_weight=settings.dense_weight),
             encoder_dir=settings.encoder_dir,
+            query_encoder_dir=settings.query_encoder_dir,
         )
 
 
@@ -361,15 +364,12 @@ class AnswerEngine:
 
     @property
     def encoder(self) -> Any:
-        """The query/passage encoder of hybrid and dense search (built once), None in bm25 mode."""
+        """The encoder of hybrid and dense search (built once), None in bm25 mode: passages through
+        ``encoder_dir``, questions through ``query_encoder_dir`` when one is configured."""
         if self.config.retrieval.mode == "bm25":
             return None
         if self._encoder is None:
-            from retrieval import SentenceEncoder  # noqa: PLC0415 - torch, loaded with the reader anyway
-
-            self._encoder = SentenceEncoder(
-                self.config.encoder_dir, num_threads=self.config.reader_threads or None
-            )
+            self._encoder = make_encoder(self.config)
         return self._encoder
 
     def _load_index(self, index_dir: Path) -> SearchIndex:
@@ -387,6 +387,22 @@ class AnswerEngine:
         reader = Reader(model_dir, max_answer_length=self.config.max_answer_tokens)
         reader.warm_up()
         return reader
+
+
+def make_encoder(config: EngineConfig) -> Any:
+    """The configured encoder: passages through ``encoder_dir``, questions through ``query_encoder_dir``
+    (the passage encoder itself when that is None).
+
+    Raises:
+        EncoderError: a folder is not a model, or the query encoder was trained for other passages.
+    """
+    from retrieval import QueryTunedEncoder, SentenceEncoder  # noqa: PLC0415 - torch, as the reader
+
+    threads = config.reader_threads or None
+    passages = SentenceEncoder(config.encoder_dir, num_threads=threads)
+    if config.query_encoder_dir is None:
+        return passages
+    return QueryTunedEncoder(passages, config.query_encoder_dir, num_threads=threads)
 
 
 def load_calibration(model_dir: Path) -> Calibration | None:

@@ -35,6 +35,7 @@ _EXPORTS = {
     "IndexReport": "retrieval.store",
     "IndexSettings": "retrieval.settings",
     "Passage": "retrieval.passages",
+    "QueryTunedEncoder": "retrieval.encoder",
     "RetrievalError": "retrieval.errors",
     "RetrievalMode": "retrieval.hybrid",
     "ScoredPassage": "retrieval.passages",
@@ -56,6 +57,7 @@ __all__ = [
     "IndexReport",
     "IndexSettings",
     "Passage",
+    "QueryTunedEncoder",
     "RetrievalError",
     "RetrievalMode",
     "ScoredPassage",
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from retrieval.encoder import EncoderError, SentenceEncoder, TextEncoder
+    from retrieval.encoder import EncoderError, QueryTunedEncoder, SentenceEncoder, TextEncoder
     from retrieval.errors import IndexBuildError, IndexLoadError, RetrievalError
     from retrieval.hybrid import HybridIndex, HybridSettings, RetrievalMode
     from retrieval.index import BM25Index

@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from retrieval import __version__
-from retrieval.encoder import SentenceEncoder
+from retrieval.encoder import QueryTunedEncoder, SentenceEncoder, TextEncoder
 from retrieval.errors import RetrievalError
 from retrieval.hybrid import MODES, HybridIndex, HybridSettings
 from retrieval.index import BM25Index
 from retrieval.passages import ScoredPassage
+from retrieval.query_training import QueryEncoderConfig
 from retrieval.settings import VARIANTS, IndexSettings
 from retrieval.store import build_index, load_index, load_manifest
 
@@ -49,6 +50,8 @@ EncoderOption = Annotated[
     ),
 ]
 _H = HybridSettings()
+DEFAULT_INDEX = Path("var/index")
+_Q = QueryEncoderConfig  # the training options' defaults (dataclass field defaults are class attributes)
 
 
 def _version(value: bool) -> None:
@@ -105,7 +108,7 @@ def _progress(enabled: bool = True) -> Iterator[Any]:
 @app.command()
 def index(
     docs_dir: Annotated[Path, typer.Argument(help="Folder of .txt, .md, .html and .pdf files.")],
-    index_dir: IndexOption = Path("var/index"),
+    index_dir: IndexOption = DEFAULT_INDEX,
     as_json: JsonOption = False,
     target_words: Annotated[
         int | None,
@@ -131,9 +134,7 @@ def index(
         Path | None,
         typer.Option(help="Synonym table [the bundled one].", rich_help_panel=TUNING),
     ] = None,
-    dense: Annotated[
-        bool, typer.Option(help="Embed the passages too, for dense and hybrid search.")
-    ] = True,
+    dense: Annotated[bool, typer.Option(help="Embed the passages too, for dense and hybrid search.")] = True,
     encoder: EncoderOption = None,
 ) -> None:
     """(Re)build the index of DOCS_DIR atomically; unreadable files are skipped with a reason."""
@@ -194,7 +195,7 @@ def _print_results(query: str, results: list[ScoredPassage]) -> None:
 @app.command()
 def search(
     query: Annotated[str | None, typer.Argument(help="The question to search for.")] = None,
-    index_dir: IndexOption = Path("var/index"),
+    index_dir: IndexOption = DEFAULT_INDEX,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many passages.")] = 5,
     queries: Annotated[
         Path | None,
@@ -209,6 +210,14 @@ def search(
         ),
     ] = "auto",
     encoder: EncoderOption = None,
+    query_encoder: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HELPLINE_QUERY_ENCODER_DIR",
+            help="Fine-tuned question encoder folder (finetune train-query-encoder); none: the passage "
+            "encoder [none].",
+        ),
+    ] = None,
 ) -> None:
     """Search the index for QUERY (or for every line of --queries)."""
     if (query is None) == (queries is None):
@@ -217,7 +226,9 @@ def search(
         if mode == "auto":
             mode = _H.mode if load_manifest(index_dir).embedding is not None else "bm25"
         settings = HybridSettings(mode=mode)  # type: ignore[arg-type]  # checked by HybridSettings
-        loaded = load_index(index_dir, SentenceEncoder(encoder) if mode != "bm25" else None, settings)
+        loaded = load_index(
+            index_dir, _search_encoder(encoder, query_encoder) if mode != "bm25" else None, settings
+        )
         if queries is not None:
             _search_file(loaded, queries, top_k)
             return
@@ -226,6 +237,14 @@ def search(
         typer.echo(json.dumps([_result_json(r) for r in results], ensure_ascii=False))
     else:
         _print_results(query or "", results)
+
+
+def _search_encoder(encoder: Path | None, query_encoder: str | None) -> TextEncoder:
+    """The passage encoder, with a fine-tuned question side when one is named."""
+    passages = SentenceEncoder(encoder)
+    if query_encoder is None or query_encoder.strip().lower() == "none":
+        return passages
+    return QueryTunedEncoder(passages, Path(query_encoder))
 
 
 def _search_file(loaded: BM25Index | HybridIndex, queries: Path, top_k: int) -> None:
@@ -265,8 +284,47 @@ def _stats(loaded: BM25Index, index_dir: Path) -> dict[str, Any]:
     }
 
 
+@app.command("train-query-encoder")
+def train_query_encoder(
+    data: Annotated[
+        list[Path], typer.Option("--data", help="SQuAD file of annotated questions; repeat to mix.")
+    ],
+    output: Annotated[Path, typer.Option(help="Query encoder folder to write (atomically, when done).")],
+    index_dir: IndexOption = DEFAULT_INDEX,
+    docs: Annotated[
+        Path, typer.Option(envvar="HELPLINE_DOCS_DIR", help="The documents the index was built from.")
+    ] = Path("data/docs"),
+    encoder: EncoderOption = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the questions.")] = _Q.epochs,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = _Q.learning_rate,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per step.", rich_help_panel=TUNING)
+    ] = _Q.batch_size,
+    seed: Annotated[int, typer.Option(help="Seed for init and data order.")] = _Q.seed,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = _Q.overwrite,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune the question side of dense retrieval on annotated questions (passage vectors stay)."""
+    from retrieval.query_training import train_query_encoder as train  # noqa: PLC0415 - torch
+
+    with _user_errors(), _progress() as update:
+        config = QueryEncoderConfig(
+            data=tuple(data), index_dir=index_dir, docs_dir=docs, output=output, encoder_dir=encoder,
+            epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed, overwrite=overwrite,
+        )  # fmt: skip
+        report = train(config, progress=lambda step, steps, loss: update("query encoder", step, steps))
+    if as_json:
+        typer.echo(json.dumps(report.to_json()))
+        return
+    typer.echo(
+        f"trained the query encoder on {report.questions} questions against {report.candidates} passages "
+        f"({report.skipped} skipped: no passage holds their whole answer) in {report.seconds:.0f} s, "
+        f"final loss {report.final_loss:.3f} -> {report.output}"
+    )
+
+
 @app.command()
-def stats(index_dir: IndexOption = Path("var/index"), as_json: JsonOption = False) -> None:
+def stats(index_dir: IndexOption = DEFAULT_INDEX, as_json: JsonOption = False) -> None:
     """Describe an index: documents, passages, vocabulary, settings, build time."""
     with _user_errors():
         data = _stats(load_index(index_dir), index_dir)

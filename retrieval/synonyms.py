@@ -102,7 +102,6 @@ class SynonymTable:
                         added.append(token)
         return tokens + added
 
-
     def spell_out(self, query: str) -> str:
         """``query`` with the written-out phrase of each group it mentions appended in brackets.
 
