@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     # cores contended, each parallel region waits for its slowest, descheduled thread. On a dedicated
     # many-core server, raise it.
     reader_threads: int = Field(1, ge=0, le=256, alias="HELPLINE_READER_THREADS")
+    # The reader's runtime (finetune/runtime.py): auto = the fastest measured on a CPU (int8 ONNX Runtime,
+    # when onnxruntime is installed), torch on CUDA; torch = the bf16/fp32 torch path. The query encoder
+    # of dense/hybrid retrieval runs on the same runtime (fp32 ONNX unless this is torch).
+    reader_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", alias="HELPLINE_READER_BACKEND"
+    )
+    # Where the ONNX exports of the served model live (built there on first load when missing or
+    # stale); None: beside the weights, MODEL_DIR/onnx. Set it when the model folder is read-only.
+    reader_export_dir: Path | None = Field(None, alias="HELPLINE_READER_EXPORT_DIR")
 
     # --- Members --------------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(10, ge=1, alias="HELPLINE_RATE_LIMIT")

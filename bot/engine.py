@@ -62,7 +62,9 @@ class EngineConfig:
         retrieval: hybrid, bm25 or dense search and the fusion weight.
         encoder_dir: the query/passage encoder (None: the packaged all-MiniLM-L6-v2).
         max_answer_tokens: the longest answer span, in tokens (None: the model's reader_config.json).
-        reader_threads: torch CPU threads for the reader (0: torch's default).
+        reader_threads: CPU threads for the reader and the query encoder (0: the runtime's default).
+        reader_backend: ``auto``, ``torch``, ``onnx`` or ``onnx-int8`` (``finetune.runtime``).
+        reader_export_dir: where the ONNX exports live (None: beside the model's weights).
     """
 
     model_dir: Path
@@ -75,6 +77,8 @@ class EngineConfig:
     reader_threads: int
     retrieval: HybridSettings = HybridSettings()
     encoder_dir: Path | None = None
+    reader_backend: str = "auto"
+    reader_export_dir: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -90,6 +94,8 @@ class EngineConfig:
             reader_threads=settings.reader_threads,
             retrieval=HybridSettings(mode=settings.retrieval_mode, dense_weight=settings.dense_weight),
             encoder_dir=settings.encoder_dir,
+            reader_backend=settings.reader_backend,
+            reader_export_dir=settings.reader_export_dir,
         )
 
 
@@ -166,6 +172,11 @@ class AnswerEngine:
     def is_warm(self) -> bool:
         """True once the reader and the index are loaded."""
         return self._reader_warm and self._index is not None
+
+    @property
+    def backend(self) -> str:
+        """The reader's backend (``torch``, ``onnx``, ``onnx-int8``; a test fake's name or ``unknown``)."""
+        return str(getattr(self._reader, "backend", "unknown"))
 
     @property
     def model_dir(self) -> Path | None:
@@ -368,7 +379,9 @@ class AnswerEngine:
             from retrieval import SentenceEncoder  # noqa: PLC0415 - torch, loaded with the reader anyway
 
             self._encoder = SentenceEncoder(
-                self.config.encoder_dir, num_threads=self.config.reader_threads or None
+                self.config.encoder_dir,
+                num_threads=self.config.reader_threads or None,
+                backend=encoder_backend(self.config.reader_backend),
             )
         return self._encoder
 
@@ -384,9 +397,24 @@ class AnswerEngine:
 
             # Process-wide: the reader is the only torch user in the bot process.
             torch.set_num_threads(self.config.reader_threads)
-        reader = Reader(model_dir, max_answer_length=self.config.max_answer_tokens)
+        reader = Reader(
+            model_dir,
+            max_answer_length=self.config.max_answer_tokens,
+            backend=self.config.reader_backend,
+            export_dir=self.config.reader_export_dir,
+            num_threads=self.config.reader_threads or None,
+        )
         reader.warm_up()
         return reader
+
+
+def encoder_backend(reader_backend: str) -> str:
+    """The query encoder's runtime for a reader backend: torch with torch, else ONNX when available.
+
+    The encoder stays fp32 on every runtime: the index's passage vectors were embedded in fp32, and
+    int8 query vectors would move the dense ranking away from them.
+    """
+    return "torch" if reader_backend == "torch" else "auto"
 
 
 def load_calibration(model_dir: Path) -> Calibration | None:
