@@ -37,9 +37,14 @@ ONNX_INT8 = "onnx-int8"
 AUTO = "auto"
 BACKENDS = (AUTO, TORCH, ONNX, ONNX_INT8)
 ONNX_BACKENDS = (ONNX, ONNX_INT8)
-# What ``auto`` serves on a CPU. Chosen by bench/bench_answer_latency.py (README, "Benchmarks"): on the
-# diabetes dev questions int8 gave the same answers as torch fp32 for >= 97% of questions at about half
-# the reading time, fp32 ONNX about 0.7x of torch.
+# What ``auto`` serves on a CPU, chosen by measurement on the shipped reader, 2-core AVX2 CPU without
+# bf16 or VNNI, shared (README, "Benchmarks"). bench/bench_answer_latency.py --top-k 5 (100 dev
+# questions, interleaved, load 6.7): p50 int8 393 ms, fp32 ONNX 486 ms, torch 552 ms (0.71x / 0.88x);
+# the engine's answer (or decline) was torch's for 99 / 100 questions on both. Reader alone on the 433
+# diabetes dev questions with their gold passages (finetune evaluate): fp32 ONNX predicts what torch
+# predicts for 433/433 (EM/F1 identical); int8 for 92-95% (near-tied spans flip), EM/F1 -0.23/-0.25.
+# Quantising per channel kept most answers (per tensor: 87% same, F1 -3.2); leaving the FFN output
+# layers in fp32 reached 96.5% but gave back a third of the speed-up.
 AUTO_CPU_BACKEND = ONNX_INT8
 
 # A batch is cut where padding its windows to the batch's longest would waste more than this share of
