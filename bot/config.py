@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     # one thread answered at a steady p50 of 29-31 ms in two runs of bench/bench_answer_latency.py,
     # while two threads gave 277 ms in one run and 26 ms in the other (601-1565 ms at k=5): with the
     # cores contended, each parallel region waits for its slowest, descheduled thread. On a dedicated
-    # many-core server, raise it.
+    # many-core server, raise it. The ONNX backends take it as their sessions' intra-op threads; at k=5
+    # under load 6.7 (bench/bench_answer_latency.py) int8 ONNX gave p50 393 ms on one thread and 360 ms
+    # on two (p95 666 vs 1117 ms), torch 552 vs 1745 ms: one thread stays the default.
     reader_threads: int = Field(1, ge=0, le=256, alias="HELPLINE_READER_THREADS")
     # The reader's runtime (finetune/runtime.py): auto = the fastest measured on a CPU (int8 ONNX Runtime,
     # when onnxruntime is installed), torch on CUDA; torch = the bf16/fp32 torch path. The query encoder
