@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from finetune.evaluation import build_eval_set
-from finetune.inference import forward_windows
 from finetune.metrics import squad_scores
 from finetune.postprocess import WindowLogits, best_answer, decode_question
 from finetune.reader import Reader
@@ -41,13 +40,7 @@ THRESHOLDS = tuple(float(t) for t in np.arange(-6.0, 6.01, 0.25))
 def read_all(reader: Reader, examples) -> list[Reading]:  # noqa: ANN001
     """One reading per example (its own context), in one batched pass."""
     eval_set = build_eval_set(reader.tokenizer, examples, reader.windows)
-    logits = forward_windows(
-        reader.model,
-        eval_set.windows,
-        batch_size=64,
-        pad_id=reader.tokenizer.pad_token_id or 0,
-        dtype=reader.dtype,
-    )
+    logits = reader.forward(eval_set.windows)
     grouped: list[list[WindowLogits]] = [[] for _ in examples]
     for window, window_logits in zip(eval_set.windows, logits, strict=True):
         grouped[window.example_index].append(window_logits)

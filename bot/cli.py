@@ -199,6 +199,7 @@ def run(
         raise _fail(str(e)) from None
     logger.info("token accepted: this is @%s", username)
     engine = ready_engine(settings)
+    logger.info("reader backend: %s (HELPLINE_READER_BACKEND=%s)", engine.backend, settings.reader_backend)
     try:
         store = Store.from_settings(settings)
     except (sqlite3.Error, OSError) as e:
@@ -209,8 +210,13 @@ def run(
         store.close()
 
 
-def answer_record(answer: Answer) -> dict[str, Any]:
-    """The ``bot ask --json`` object for one answer (ARCHITECTURE.md, "Command contracts")."""
+def answer_record(answer: Answer, backend: str) -> dict[str, Any]:
+    """The ``bot ask --json`` object for one answer (ARCHITECTURE.md, "Command contracts").
+
+    Args:
+        answer: the engine's answer.
+        backend: the reader backend that read it (``AnswerEngine.backend``).
+    """
     return {
         "answer": answer.text,
         "confidence": round(answer.confidence, 4),
@@ -220,6 +226,7 @@ def answer_record(answer: Answer) -> dict[str, Any]:
         "source": answer.source,
         "latency_ms": round(answer.timings.total_ms, 2),
         "passages_read": answer.passages_read,
+        "backend": backend,
     }
 
 
@@ -236,12 +243,26 @@ def answer_text(answer: Answer) -> str:
 
 
 def read_questions(path: Path) -> list[str]:
-    """One question a line; blank lines are skipped."""
+    """One question a line, or JSON Lines whose objects hold a ``"question"``; blank lines are skipped."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise _fail(f"{path} is not UTF-8 text (one question a line)") from None
-    return [line.strip() for line in lines if line.strip()]
+    return [_question_of(line.strip(), path, number) for number, line in enumerate(lines, 1) if line.strip()]
+
+
+def _question_of(line: str, path: Path, number: int) -> str:
+    """A line's question: the line itself, or the ``"question"`` of a JSON object line."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise _fail(f"{path}:{number}: a line that starts with '{{' must be a JSON object ({e})") from None
+    question = record.get("question") if isinstance(record, dict) else None
+    if not isinstance(question, str) or not question.strip():
+        raise _fail(f'{path}:{number}: the JSON object has no "question" text')
+    return question.strip()
 
 
 @app.command()
@@ -249,7 +270,10 @@ def ask(
     question: Annotated[str | None, typer.Argument(help="The question.", show_default=False)] = None,
     questions: Annotated[
         Path | None,
-        typer.Option("--questions", exists=True, dir_okay=False, help="A file of questions, one a line."),
+        typer.Option(
+            "--questions", exists=True, dir_okay=False,
+            help='A file of questions: one a line, or JSON Lines with a "question" each.',
+        ),  # fmt: skip
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (one object a line with --questions).")
@@ -266,7 +290,8 @@ def ask(
     engine = ready_engine(load_settings(model_dir=model_dir, index_dir=index_dir))
     for text in batch:
         answer = engine.answer(text)
-        typer.echo(json.dumps(answer_record(answer), ensure_ascii=False) if as_json else answer_text(answer))
+        record = answer_record(answer, engine.backend)
+        typer.echo(json.dumps(record, ensure_ascii=False) if as_json else answer_text(answer))
         sys.stdout.flush()  # a long --questions run shows its progress line by line
 
 

@@ -16,7 +16,7 @@ from retrieval.hybrid import HybridSettings
 # that default holds no model yet.
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
 # The question side of dense retrieval, fine-tuned on data/diabetes-qa/train.json against the packaged
-# all-MiniLM-L6-v2's passage vectors (finetune train-query-encoder; figures in its README.md).
+# all-MiniLM-L6-v2's passage vectors (retrieval train-query-encoder; figures in its README.md).
 SHIPPED_QUERY_ENCODER_DIR = SHIPPED_MODEL_DIR.parent / "query-encoder"
 # HELPLINE_QUERY_ENCODER_DIR=none: questions go through the passage encoder itself.
 NO_QUERY_ENCODER = "none"
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     dense_weight: float = Field(HybridSettings.dense_weight, ge=0.0, le=1.0, alias="HELPLINE_DENSE_WEIGHT")
     # The sentence encoder of dense retrieval; None: the packaged all-MiniLM-L6-v2.
     encoder_dir: Path | None = Field(None, alias="HELPLINE_ENCODER_DIR")
-    # The question side of dense retrieval (a folder of finetune train-query-encoder); None ("none"):
+    # The question side of dense retrieval (a folder of retrieval train-query-encoder); None ("none"):
     # questions are embedded by the passage encoder.
     query_encoder_dir: Path | None = Field(SHIPPED_QUERY_ENCODER_DIR, alias="HELPLINE_QUERY_ENCODER_DIR")
     # Weight of a passage's retrieval score next to the reader's margin when choosing the answer.
@@ -88,8 +88,19 @@ class Settings(BaseSettings):
     # one thread answered at a steady p50 of 29-31 ms in two runs of bench/bench_answer_latency.py,
     # while two threads gave 277 ms in one run and 26 ms in the other (601-1565 ms at k=5): with the
     # cores contended, each parallel region waits for its slowest, descheduled thread. On a dedicated
-    # many-core server, raise it.
+    # many-core server, raise it. The ONNX backends take it as their sessions' intra-op threads; at k=5
+    # under load 6.7 (bench/bench_answer_latency.py) int8 ONNX gave p50 393 ms on one thread and 360 ms
+    # on two (p95 666 vs 1117 ms), torch 552 vs 1745 ms: one thread stays the default.
     reader_threads: int = Field(1, ge=0, le=256, alias="HELPLINE_READER_THREADS")
+    # The reader's runtime (finetune/runtime.py): auto = the fastest measured on a CPU (int8 ONNX Runtime,
+    # when onnxruntime is installed), torch on CUDA; torch = the bf16/fp32 torch path. The query encoder
+    # of dense/hybrid retrieval runs on the same runtime (fp32 ONNX unless this is torch).
+    reader_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", alias="HELPLINE_READER_BACKEND"
+    )
+    # Where the ONNX exports of the served model live (built there on first load when missing or
+    # stale); None: beside the weights, MODEL_DIR/onnx. Set it when the model folder is read-only.
+    reader_export_dir: Path | None = Field(None, alias="HELPLINE_READER_EXPORT_DIR")
 
     # --- Members --------------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(10, ge=1, alias="HELPLINE_RATE_LIMIT")

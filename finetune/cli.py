@@ -290,6 +290,10 @@ def evaluate(
     precision: Annotated[
         str, typer.Option(help="auto, fp32, bf16 or fp16.", rich_help_panel=ADVANCED)
     ] = "auto",
+    backend: Annotated[
+        str,
+        typer.Option(envvar="HELPLINE_READER_BACKEND", help="auto, torch, onnx or onnx-int8."),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Score a model with the official SQuAD metric (EM, F1; HasAns/NoAns on v2 data)."""
@@ -299,8 +303,9 @@ def evaluate(
         scores = evaluate_model(
             model, data, limit=limit, predictions_out=predictions, batch_size=batch_size, device=device,
             max_seq_length=max_seq_length, doc_stride=doc_stride, seed=seed, precision=precision,
+            backend=backend,
         )  # fmt: skip
-    human = f"EM {scores.exact_match:.2f}  F1 {scores.f1:.2f}  over {scores.n} questions"
+    human = f"EM {scores.exact_match:.2f}  F1 {scores.f1:.2f}  over {scores.n} questions ({scores.backend})"
     split_scores = scores.breakdown
     if "HasAns_f1" in split_scores:
         human += f"  (HasAns F1 {split_scores['HasAns_f1']:.2f}, NoAns F1 {split_scores['NoAns_f1']:.2f})"
@@ -371,6 +376,50 @@ def split(
         f"dev: {summary.dev_articles} articles, {summary.dev_questions} questions -> {dev_out}"
     )
     _emit(summary.to_json(), as_json, human)
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="Model directory (a `finetune train` output).")
+    ],
+    backend: Annotated[
+        list[str] | None,
+        typer.Option(help="onnx (fp32) or onnx-int8; repeat for both [default: both]."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the exports [default: MODEL/onnx; see HELPLINE_READER_EXPORT_DIR]."),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only check the exports (exit 1 when missing, stale or corrupt).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Build the ONNX exports the fast reader backends serve, tied to the model's weights (once per model).
+
+    An export that is there, complete and of the current weights is kept; a stale or corrupt one is
+    rebuilt (with --check: reported).
+    """
+    from finetune.export import VARIANTS, check_export, ensure_export  # noqa: PLC0415 - torch.onnx
+
+    quiet_model_loading()
+    wanted = backend or list(VARIANTS)
+    with user_errors():
+        unknown = [b for b in wanted if b not in VARIANTS]
+        if unknown:
+            raise ConfigError(f"--backend must be one of {', '.join(VARIANTS)}, got {unknown}")
+        exports = [check_export(model, b, out) if check else ensure_export(model, b, out) for b in wanted]
+    rows = [
+        {"backend": e.meta.backend, "path": str(e.path), "built": e.built,
+         "weights_sha256": e.meta.weights_sha256, "bytes": e.path.stat().st_size}
+        for e in exports
+    ]  # fmt: skip
+    human = "\n".join(
+        f"{r['backend']}: {r['path']} ({r['bytes'] / 1e6:.1f} MB, {'built' if r['built'] else 'up to date'})"
+        for r in rows
+    )
+    _emit({"exports": rows}, as_json, human)
 
 
 if __name__ == "__main__":

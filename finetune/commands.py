@@ -60,6 +60,7 @@ class EvaluationReport:
         questions_per_second: ``n / seconds``.
         model: the model directory.
         data: the SQuAD file.
+        backend: the reader backend that read (``torch``, ``onnx``, ``onnx-int8``).
         breakdown: on v2 data, ``HasAns_*`` and ``NoAns_*`` scores and totals (else empty).
     """
 
@@ -70,6 +71,7 @@ class EvaluationReport:
     questions_per_second: float
     model: str
     data: str
+    backend: str = "torch"
     breakdown: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -141,6 +143,7 @@ def evaluate_model(
     doc_stride: int | None = None,
     seed: int = 42,
     precision: str = "auto",
+    backend: str = "auto",
 ) -> EvaluationReport:
     """Score a model on a SQuAD file with the official metric.
 
@@ -155,11 +158,12 @@ def evaluate_model(
         doc_stride: window overlap (None: the model's).
         seed: the sampling seed.
         precision: autocast precision (``auto``, ``fp32``, ``bf16``, ``fp16``).
+        backend: the reader backend (``auto``, ``torch``, ``onnx``, ``onnx-int8``).
 
     Returns:
         The scores (with the HasAns/NoAns breakdown on v2 data) and the time they took.
     """
-    from finetune.evaluation import build_eval_set, predict_answers, score_predictions  # noqa: PLC0415
+    from finetune.evaluation import build_eval_set, decode_answers, score_predictions  # noqa: PLC0415
     from finetune.reader import Reader  # noqa: PLC0415
 
     examples = sample_examples(load_squad([data_file]).examples, limit, seed)
@@ -167,19 +171,13 @@ def evaluate_model(
         raise SquadFormatError(f"{data_file}: no usable questions to evaluate")
     reader = Reader(
         model_dir, device=device, max_seq_length=max_seq_length, doc_stride=doc_stride, batch_size=batch_size,
-        precision=precision,
+        precision=precision, backend=backend,
     )  # fmt: skip
     reader.warm_up()
     started = time.perf_counter()
     eval_set = build_eval_set(reader.tokenizer, examples, reader.windows)
-    predictions = predict_answers(
-        reader.model,
-        eval_set,
-        pad_id=reader.tokenizer.pad_token_id or 0,
-        batch_size=batch_size,
-        decode=reader.decode,
-        dtype=reader.dtype,
-        null_threshold=reader.config.null_threshold,
+    predictions = decode_answers(
+        eval_set, reader.forward(eval_set.windows), reader.decode, reader.config.null_threshold
     )
     seconds = time.perf_counter() - started
     scores = dict(score_predictions(eval_set, predictions))
@@ -193,6 +191,7 @@ def evaluate_model(
         questions_per_second=round(len(examples) / seconds, 1),
         model=str(model_dir),
         data=str(data_file),
+        backend=reader.backend,
         breakdown=scores,
     )
 

@@ -81,6 +81,25 @@ def predict_answers(
         logits = forward_windows(model, eval_set.windows, batch_size=batch_size, pad_id=pad_id, dtype=dtype)
     finally:
         model.train(was_training)
+    return decode_answers(eval_set, logits, decode, null_threshold)
+
+
+def decode_answers(
+    eval_set: EvalSet, logits: Sequence[WindowLogits], decode: DecodeSettings, null_threshold: float = 0.0
+) -> dict[str, str]:
+    """The answer text of every example from its windows' logits (any backend's).
+
+    Args:
+        eval_set: examples and windows from ``build_eval_set``.
+        logits: one WindowLogits per window of ``eval_set``, aligned with its windows.
+        decode: n-best size and maximum answer length.
+        null_threshold: on v2 data, the margin a span needs over the no-answer score.
+
+    Returns:
+        Question id -> predicted text ("" for no answer on v2 data).
+    """
+    if len(logits) != len(eval_set.windows):
+        raise ValueError(f"{len(logits)} logits for {len(eval_set.windows)} windows")
     grouped: list[list[WindowLogits]] = [[] for _ in eval_set.examples]
     for window, window_logits in zip(eval_set.windows, logits, strict=True):
         grouped[window.example_index].append(window_logits)

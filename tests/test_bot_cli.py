@@ -19,11 +19,15 @@ from bot.calibration import Calibration
 from bot.config import SHIPPED_MODEL_DIR
 from bot.engine import AnswerEngine
 from bot.testing.fake_telegram import FakeTelegram
+from finetune.runtime import AUTO_CPU_BACKEND
 from retrieval import build_index
 from tests.bot_fakes import CORPUS, FakeReader, free_port, write_corpus_docs
 
 BOT = Path(sys.executable).parent / "bot"
-ASK_KEYS = ["answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms", "passages_read"]
+ASK_KEYS = [
+    "answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms", "passages_read",
+    "backend",
+]  # fmt: skip
 TINY_VOCAB = [
     "[PAD]",
     "[UNK]",
@@ -90,6 +94,7 @@ def test_ask_json_follows_the_contract() -> None:
         text,
     )
     assert 0 < record["confidence"] <= 1 and record["latency_ms"] >= 0
+    assert record["backend"] == "fake"
 
 
 @pytest.mark.usefixtures("fake_engine", "indexed")
@@ -103,6 +108,22 @@ def test_ask_questions_file_prints_one_object_a_line(tmp_path: Path) -> None:
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["answer"] for r in records] == [CORPUS[1][3], None, None]
     assert records[1]["title"] == CORPUS[0][0] and records[2]["title"] is None
+
+
+@pytest.mark.usefixtures("fake_engine", "indexed")
+def test_ask_questions_file_takes_json_lines(tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        '{"id": "a", "question": "What is an insulinoma?"}\nIs brittle diabetes rare?\n', encoding="utf-8"
+    )
+    result = runner.invoke(cli.app, ["ask", "--questions", str(questions), "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["answer"] for r in records] == [CORPUS[1][3], None]
+    assert all(r["backend"] == "fake" and r["passages_read"] >= 1 for r in records)
+    questions.write_text('{"id": "a", "text": "no question key"}\n', encoding="utf-8")
+    result = runner.invoke(cli.app, ["ask", "--questions", str(questions), "--json"])
+    assert result.exit_code == 1 and f"{questions}:1" in result.stderr and '"question"' in result.stderr
 
 
 @pytest.mark.usefixtures("fake_engine", "indexed")
@@ -224,6 +245,25 @@ def test_ask_with_the_real_reader(tiny_model: Path, indexed: Path) -> None:
     assert (
         list(record) == ASK_KEYS and record["title"] == CORPUS[1][0]
     )  # BM25 finds it; the random reader may not
+    assert record["backend"] == AUTO_CPU_BACKEND  # the default, auto, on this CPU
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+def test_ask_serves_the_configured_backend(
+    tiny_model: Path, indexed: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    monkeypatch.setenv("HELPLINE_READER_BACKEND", backend)
+    result = runner.invoke(
+        cli.app, ["ask", "What is an insulinoma?", "--json", "--model-dir", str(tiny_model)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["backend"] == backend
+
+
+def test_a_bad_reader_backend_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPLINE_READER_BACKEND", "tensorrt")
+    result = runner.invoke(cli.app, ["ask", "What is an insulinoma?"])
+    assert result.exit_code == 1 and "HELPLINE_READER_BACKEND" in result.stderr
 
 
 def test_a_question_longer_than_the_readers_window_does_not_stop_the_batch(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.calibration import FEATURES, Calibration
-from bot.engine import AnswerEngine, EngineConfig
+from bot.engine import AnswerEngine, EngineConfig, encoder_backend
 from bot.errors import ModelDirError
 from bot.fusion import Scoring
 from bot.quoting import quote_around
@@ -251,3 +251,13 @@ def test_engine_config_holds_no_token(tmp_path: Path) -> None:
         settings.retrieval_weight, settings.min_confidence, settings.spans_per_passage
     )
     assert config.top_k == settings.top_k
+
+
+def test_the_engine_reports_its_readers_backend_and_the_encoder_follows_it(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    engine.warm_up()
+    assert engine.backend == "fake"
+    assert encoder_backend("torch") == "torch"
+    assert encoder_backend("auto") == encoder_backend("onnx-int8") == encoder_backend("onnx") == "auto"
+    settings = make_settings(tmp_path, reader_backend="onnx", retrieval_mode="hybrid")
+    assert EngineConfig.from_settings(settings).reader_backend == "onnx"

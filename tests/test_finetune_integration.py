@@ -85,7 +85,7 @@ def test_fine_tune_minilm_for_a_few_steps_and_evaluate(tmp_path: Path, one_cpu_t
     # it learns: the QA head starts random (loss about ln 128 = 4.85), and the loss falls
     assert len(losses) == 2 and losses[-1] < losses[0]
     # no window options: evaluate reads the model's reader_config.json (128 / 64, as trained)
-    scores = evaluate_model(config.output, data, device="cpu")
+    scores = evaluate_model(config.output, data, device="cpu", backend="torch")  # as training evaluates
     assert scores.n == 16
     assert scores.f1 == pytest.approx(result.best_dev["f1"], abs=1.0)  # evaluate == the in-training eval
     assert scores.f1 > 0.0

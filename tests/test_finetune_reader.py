@@ -26,6 +26,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _reader(model_dir: Path, **kwargs) -> Reader:
+    """The torch backend (tests/test_finetune_runtime.py covers the others)."""
+    kwargs.setdefault("backend", "torch")
     reader = Reader(model_dir, device="cpu", max_seq_length=32, doc_stride=8, precision="fp32", **kwargs)
     reader.warm_up()
     return reader
@@ -124,7 +126,7 @@ def test_cpu_bf16_detection_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp
 def test_num_threads_is_applied_at_warm_up(model_dir: Path) -> None:
     before = torch.get_num_threads()
     try:
-        reader = Reader(model_dir, device="cpu", num_threads=1)
+        reader = Reader(model_dir, device="cpu", num_threads=1, backend="torch")
         assert torch.get_num_threads() == before  # __init__ loads and changes nothing
         reader.warm_up()
         assert torch.get_num_threads() == 1

@@ -21,7 +21,7 @@ FORBIDDEN = {
 }
 # package -> modules it may import only inside a function (never when the package is imported): the
 # sentence encoder of dense retrieval loads torch when it is first used.
-LAZY_ONLY = {"retrieval": {"torch", "transformers"}}
+LAZY_ONLY = {"retrieval": {"torch", "transformers", "onnxruntime"}, "finetune": {"onnxruntime"}}
 # Inside bot, only these modules talk to Telegram (testing/running.py runs the app for tests and bench).
 TELEGRAM_MODULES = {"app.py", "handlers.py", "formatting.py", "testing/running.py"}
 
@@ -104,7 +104,7 @@ def test_bot_never_imports_the_training_side() -> None:
 def test_import_retrieval_loads_neither_torch_nor_telegram() -> None:
     code = (
         "import sys, retrieval, retrieval.cli;"
-        "bad = [m for m in ('torch', 'telegram', 'transformers') if m in sys.modules];"
+        "bad = [m for m in ('torch', 'telegram', 'transformers', 'onnxruntime') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

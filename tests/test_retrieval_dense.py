@@ -192,3 +192,25 @@ def test_the_dense_query_is_the_spelled_out_question(tmp_path: Path) -> None:
     encoder.encode = lambda texts, progress=None: seen.extend(texts) or original(texts, progress)
     index.search("is a t1d pump safe", mode="dense")
     assert seen == ["is a t1d pump safe (type 1 diabetes)"]
+
+
+@pytest.mark.parametrize("backend", ["onnx", "auto"])
+def test_the_onnx_query_encoder_gives_the_torch_encoders_vectors(tmp_path: Path, backend: str) -> None:
+    from retrieval import SentenceEncoder  # noqa: PLC0415
+    from tests.finetune_fixtures import make_model_dir  # noqa: PLC0415 - a tiny BERT, no download
+
+    model = make_model_dir(tmp_path / "tiny")
+    texts = ["what is insulin", "the a1c test measures average blood sugar over three months", "feet"]
+    reference = SentenceEncoder(model, num_threads=1, backend="torch")
+    fast = SentenceEncoder(model, num_threads=1, backend=backend)
+    assert fast.backend == "onnx" and fast.model_id == reference.model_id  # the same index vectors
+    got = fast.encode(texts)
+    assert got.shape == (3, 32) and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(got, reference.encode(texts), atol=1e-5)
+
+
+def test_a_bad_encoder_backend_is_named(tmp_path: Path) -> None:
+    from retrieval import EncoderError, SentenceEncoder  # noqa: PLC0415
+
+    with pytest.raises(EncoderError, match="got 'int4'"):
+        SentenceEncoder(tmp_path, backend="int4")

@@ -92,6 +92,8 @@ class FakeReader:
         name: shows which reader served an answer after a reload.
     """
 
+    backend = "fake"  # what ``AnswerEngine.backend`` reports for it
+
     def __init__(self, answers: Mapping[str, str] | None = None, delay_s: float = 0.0, name: str = "fake"):
         self.answers = dict(answers if answers is not None else {c[4]: c[3] for c in CORPUS})
         self.delay_s = delay_s

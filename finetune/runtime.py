@@ -1,0 +1,234 @@
+"""Reader runtimes: what turns a batch of windows into start/end logits, and how windows are batched.
+
+Every backend returns numpy logits, so the one numpy decoder (``finetune.postprocess``) reads them
+all. The backends:
+
+- ``torch``: the model in torch (bf16 autocast on CPUs and GPUs that have it, else fp32);
+- ``onnx``: the same weights exported to ONNX (``finetune.export``), run by ONNX Runtime with every
+  graph optimisation (attention, layer-norm and GELU fusions) in fp32;
+- ``onnx-int8``: that export with int8 dynamic quantisation of its matrix multiplications;
+- ``auto`` (the default): ``AUTO_CPU_BACKEND`` on a CPU when onnxruntime is installed, else torch
+  (always torch on CUDA, where the torch path already runs in bf16/fp16 on tensor cores).
+
+This module imports neither torch nor onnxruntime at import time; the torch runtime lives in
+``finetune.inference``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from finetune.errors import ConfigError
+from finetune.features import Window
+from finetune.postprocess import WindowLogits
+
+logger = logging.getLogger(__name__)
+
+TORCH = "torch"
+ONNX = "onnx"
+ONNX_INT8 = "onnx-int8"
+AUTO = "auto"
+BACKENDS = (AUTO, TORCH, ONNX, ONNX_INT8)
+ONNX_BACKENDS = (ONNX, ONNX_INT8)
+# What ``auto`` serves on a CPU, chosen by measurement on the shipped reader, 2-core AVX2 CPU without
+# bf16 or VNNI, shared (README, "Benchmarks"). bench/bench_answer_latency.py --top-k 5 (100 dev
+# questions, interleaved, load 6.7): p50 int8 393 ms, fp32 ONNX 486 ms, torch 552 ms (0.71x / 0.88x);
+# the engine's answer (or decline) was torch's for 99 / 100 questions on both. Reader alone on the 433
+# diabetes dev questions with their gold passages (finetune evaluate): fp32 ONNX predicts what torch
+# predicts for 433/433 (EM/F1 identical); int8 for 92-95% (near-tied spans flip), EM/F1 -0.23/-0.25.
+# Quantising per channel kept most answers (per tensor: 87% same, F1 -3.2); leaving the FFN output
+# layers in fp32 reached 96.5% but gave back a third of the speed-up.
+AUTO_CPU_BACKEND = ONNX_INT8
+
+# A batch is cut where padding its windows to the batch's longest would waste more than this share of
+# the batch's tokens: windows come sorted longest first, so a cut costs one more call (~1 ms) and saves
+# the padded tokens' share of the compute (attention grows faster than linearly with length).
+MAX_PADDING_SHARE = 0.15
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Right-padded model inputs of some windows (int64, as the exported graph takes them)."""
+
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    attention_mask: np.ndarray
+
+
+class Runtime(Protocol):
+    """A backend: a name and start/end logits, (batch, length) float32 each, for a padded batch."""
+
+    name: str
+
+    def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def onnxruntime_available() -> bool:
+    """True when the onnxruntime package can be imported (found without importing it)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend a setting resolves to on a device, and why (for the start-up log)."""
+
+    name: str
+    reason: str
+
+
+def resolve_backend(requested: str, device_type: str) -> BackendChoice:
+    """The backend to serve for a setting on a device.
+
+    Args:
+        requested: one of ``BACKENDS``.
+        device_type: ``cpu`` or ``cuda`` (torch's device type).
+
+    Returns:
+        The backend and the reason it was chosen.
+
+    Raises:
+        ConfigError: an unknown backend, an ONNX backend on CUDA, or one without onnxruntime.
+    """
+    if requested not in BACKENDS:
+        raise ConfigError(f"reader backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested == TORCH:
+        return BackendChoice(TORCH, "requested")
+    if requested == AUTO:
+        if device_type != "cpu":
+            return BackendChoice(TORCH, f"auto on {device_type}: torch (bf16/fp16 autocast)")
+        if not onnxruntime_available():
+            return BackendChoice(TORCH, "auto: onnxruntime is not installed (pip install onnxruntime)")
+        return BackendChoice(AUTO_CPU_BACKEND, "auto on cpu: the fastest measured")
+    if device_type != "cpu":
+        raise ConfigError(f"reader backend {requested} runs on the CPU only, not on {device_type}")
+    if not onnxruntime_available():
+        raise ConfigError(f"reader backend {requested} needs onnxruntime: pip install onnxruntime")
+    return BackendChoice(requested, "requested")
+
+
+class OnnxRuntime:
+    """An exported QA model run by ONNX Runtime on the CPU.
+
+    Args:
+        path: the ``model.onnx`` file.
+        name: the backend's name (``onnx`` or ``onnx-int8``).
+        threads: intra-op threads (None or 0: one per core, onnxruntime's default).
+    """
+
+    def __init__(self, path: Path, name: str, threads: int | None = None):
+        import onnxruntime as ort  # noqa: PLC0415 - optional and heavy: only the ONNX backends need it
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1  # one graph path at a time: parallelism is inside the ops
+        # Idle worker threads spin by default, burning the core another process (or our retrieval)
+        # needs; on a shared machine that costs more than the wake-up latency it saves.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.name = name
+        self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        feeds = {
+            "input_ids": batch.input_ids,
+            "token_type_ids": batch.token_type_ids,
+            "attention_mask": batch.attention_mask,
+        }
+        start, end = self.session.run(["start_logits", "end_logits"], {k: v for k, v in feeds.items()
+                                                                       if k in self._inputs})  # fmt: skip
+        return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
+
+
+def plan_batches(
+    lengths: Sequence[int], batch_size: int, max_padding_share: float = MAX_PADDING_SHARE
+) -> list[list[int]]:
+    """Group window indices into batches of similar length.
+
+    Windows are taken longest first; a batch closes at ``batch_size`` windows, or before a window whose
+    padding to the batch's longest would bring the batch's padded share above ``max_padding_share``.
+
+    Args:
+        lengths: tokens per window.
+        batch_size: the most windows per batch.
+        max_padding_share: the largest share of a batch's tokens that may be padding.
+
+    Returns:
+        Lists of indices into ``lengths``, longest batch first.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.argsort([-n for n in lengths], kind="stable")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for index in order.tolist():
+        if current:
+            longest = lengths[current[0]]
+            padded = longest * (len(current) + 1)
+            wasted = 1.0 - (real + lengths[index]) / padded
+            if len(current) == batch_size or wasted > max_padding_share:
+                batches.append(current)
+                current, real = [], 0
+        current.append(index)
+        real += lengths[index]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad_batch(windows: Sequence[Window], pad_id: int) -> Batch:
+    """Right-pad windows to the longest of them."""
+    longest = max(len(w.input_ids) for w in windows)
+    ids = np.full((len(windows), longest), pad_id, dtype=np.int64)
+    types = np.zeros((len(windows), longest), dtype=np.int64)
+    mask = np.zeros((len(windows), longest), dtype=np.int64)
+    for row, window in enumerate(windows):
+        n = len(window.input_ids)
+        ids[row, :n], types[row, :n], mask[row, :n] = window.input_ids, window.token_type_ids, 1
+    return Batch(ids, types, mask)
+
+
+def run_windows(
+    runtime: Runtime,
+    windows: Sequence[Window],
+    *,
+    batch_size: int,
+    pad_id: int,
+    max_padding_share: float = MAX_PADDING_SHARE,
+) -> list[WindowLogits]:
+    """Start/end logits of every window, in the order given, through any backend.
+
+    Args:
+        runtime: the backend.
+        windows: the windows.
+        batch_size: the most windows per forward pass.
+        pad_id: the tokenizer's pad token id.
+        max_padding_share: see ``plan_batches`` (1.0: pad every batch to its longest, as before).
+
+    Returns:
+        One WindowLogits per window (padding cut off), aligned with ``windows``.
+    """
+    lengths = [len(w.input_ids) for w in windows]
+    results: list[WindowLogits | None] = [None] * len(windows)
+    for indices in plan_batches(lengths, batch_size, max_padding_share):
+        starts, ends = runtime.logits(pad_batch([windows[i] for i in indices], pad_id))
+        _check_shape(starts, ends, len(indices), lengths[indices[0]])
+        for row, index in enumerate(indices):
+            window, n = windows[index], lengths[index]
+            results[index] = WindowLogits(starts[row, :n], ends[row, :n], window.offsets, window.cls_index)
+    return results  # type: ignore[return-value]  # every slot is filled above
+
+
+def _check_shape(starts: Any, ends: Any, rows: int, length: int) -> None:
+    """A backend that returns logits of another shape is a bug: fail here, not in the decoder."""
+    expected = (rows, length)
+    if starts.shape != expected or ends.shape != expected:
+        raise RuntimeError(f"backend returned logits {starts.shape}/{ends.shape}, expected {expected}")

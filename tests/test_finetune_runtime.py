@@ -1,0 +1,156 @@
+"""Reader backends on the tiny test model: batching plan, backend choice, every backend reads alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finetune import runtime
+from finetune.errors import ConfigError
+from finetune.reader import Reader
+from finetune.runtime import Batch, plan_batches, resolve_backend, run_windows
+from tests.finetune_fixtures import CONTEXT_A1C, CONTEXT_FOOT, CONTEXT_INSULIN, make_model_dir
+
+CONTEXTS = [CONTEXT_INSULIN, CONTEXT_A1C * 4, CONTEXT_FOOT]  # the second needs several windows at 32 tokens
+QUESTION = "What is insulin?"
+ONNX_BACKENDS = ["onnx", "onnx-int8"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("runtime") / "model")
+
+
+def _reader(model_dir: Path, backend: str, **kwargs) -> Reader:
+    reader = Reader(
+        model_dir, device="cpu", max_seq_length=32, doc_stride=8, precision="fp32", backend=backend, **kwargs
+    )
+    reader.warm_up()
+    return reader
+
+
+# --- batching ------------------------------------------------------------------------------------
+
+
+def test_batches_cover_every_window_once_longest_first_and_respect_the_size() -> None:
+    lengths = [5, 40, 38, 12, 40, 39, 11, 6]
+    batches = plan_batches(lengths, batch_size=2, max_padding_share=1.0)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 2 for b in batches)
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts == sorted(firsts, reverse=True)
+
+
+def test_a_batch_is_cut_where_padding_would_cost_more_than_the_share() -> None:
+    lengths = [100, 98, 97, 30, 29, 10]
+    assert plan_batches(lengths, batch_size=32, max_padding_share=1.0) == [[0, 1, 2, 3, 4, 5]]
+    assert plan_batches(lengths, batch_size=32, max_padding_share=0.15) == [[0, 1, 2], [3, 4], [5]]
+
+
+def test_bad_batch_size_is_named() -> None:
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        plan_batches([3], batch_size=0)
+
+
+class _EchoRuntime:
+    """Logits that encode each token's id, so a misplaced row or column shows."""
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+
+    def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        self.shapes.append(batch.input_ids.shape)
+        ids = batch.input_ids.astype(np.float32)
+        return ids, -ids
+
+
+def test_run_windows_returns_each_windows_own_logits_in_order(model_dir: Path) -> None:
+    reader = _reader(model_dir, "torch")
+    from finetune.features import prepare_eval_features  # noqa: PLC0415
+
+    windows = prepare_eval_features(reader.tokenizer, [QUESTION] * 3, CONTEXTS, reader.windows)
+    echo = _EchoRuntime()
+    logits = run_windows(echo, windows, batch_size=3, pad_id=0)
+    for window, got in zip(windows, logits, strict=True):
+        assert np.array_equal(got.start_logits, window.input_ids.astype(np.float32))
+        assert np.array_equal(got.end_logits, -window.input_ids.astype(np.float32))
+    assert all(rows <= 3 for rows, _ in echo.shapes)
+
+
+# --- backend choice ------------------------------------------------------------------------------
+
+
+def test_auto_serves_onnx_on_a_cpu_and_torch_without_onnxruntime_or_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert resolve_backend("auto", "cpu").name == runtime.AUTO_CPU_BACKEND
+    assert resolve_backend("auto", "cuda").name == "torch"
+    monkeypatch.setattr(runtime, "onnxruntime_available", lambda: False)
+    choice = resolve_backend("auto", "cpu")
+    assert choice.name == "torch" and "onnxruntime is not installed" in choice.reason
+    with pytest.raises(ConfigError, match="onnx-int8 needs onnxruntime"):
+        resolve_backend("onnx-int8", "cpu")
+
+
+def test_bad_backend_settings_are_named() -> None:
+    with pytest.raises(ConfigError, match="got 'tensorrt'"):
+        resolve_backend("tensorrt", "cpu")
+    with pytest.raises(ConfigError, match="CPU only, not on cuda"):
+        resolve_backend("onnx", "cuda")
+
+
+# --- every backend on the tiny model -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["torch", *ONNX_BACKENDS])
+def test_every_backend_reads_spans_inside_each_context(model_dir: Path, tmp_path: Path, backend: str) -> None:
+    reader = _reader(model_dir, backend, export_dir=tmp_path / "exports")
+    assert reader.backend == backend and reader.is_warm
+    readings = reader.read(QUESTION, CONTEXTS, top_k=3)
+    assert len(readings) == len(CONTEXTS)
+    for context, reading in zip(CONTEXTS, readings, strict=True):
+        assert reading.spans
+        for span in reading.spans:
+            assert span.text == context[span.start : span.end] and 0.0 < span.probability < 1.0
+
+
+def test_fp32_onnx_gives_torchs_answers_and_scores(model_dir: Path, tmp_path: Path) -> None:
+    torch_readings = _reader(model_dir, "torch").read(QUESTION, CONTEXTS, top_k=3)
+    onnx_reader = _reader(model_dir, "onnx", export_dir=tmp_path / "exports")
+    onnx_readings = onnx_reader.read(QUESTION, CONTEXTS, top_k=3)
+    for a, b in zip(torch_readings, onnx_readings, strict=True):
+        assert [(s.start, s.end) for s in a.spans] == [(s.start, s.end) for s in b.spans]
+        assert [s.score for s in a.spans] == pytest.approx([s.score for s in b.spans], abs=1e-3)
+        assert a.no_answer_score == pytest.approx(b.no_answer_score, abs=1e-3)
+
+
+def test_int8_logits_stay_close_to_torchs(model_dir: Path, tmp_path: Path) -> None:
+    torch_reader = _reader(model_dir, "torch")
+    int8 = _reader(model_dir, "onnx-int8", export_dir=tmp_path / "exports")
+    from finetune.features import prepare_eval_features  # noqa: PLC0415
+
+    windows = prepare_eval_features(torch_reader.tokenizer, [QUESTION] * 3, CONTEXTS, torch_reader.windows)
+    reference, quantized = torch_reader.forward(windows), int8.forward(windows)
+    for a, b in zip(reference, quantized, strict=True):
+        scale = float(np.abs(a.start_logits).max()) + 1e-6
+        assert float(np.abs(a.start_logits - b.start_logits).max()) < 0.25 * scale
+
+
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+def test_batching_does_not_change_onnx_results(model_dir: Path, tmp_path: Path, backend: str) -> None:
+    exports = tmp_path / "exports"
+    one = _reader(model_dir, backend, export_dir=exports, batch_size=1).read(QUESTION, CONTEXTS, top_k=2)
+    many = _reader(model_dir, backend, export_dir=exports, batch_size=64).read(QUESTION, CONTEXTS, top_k=2)
+    tolerance = 1e-4 if backend == "onnx" else 0.5  # int8: activation scales are per batch
+    for a, b in zip(one, many, strict=True):
+        assert [s.score for s in a.spans] == pytest.approx([s.score for s in b.spans], abs=tolerance)
+
+
+def test_onnx_threads_and_no_torch_model(model_dir: Path, tmp_path: Path) -> None:
+    reader = _reader(model_dir, "onnx", export_dir=tmp_path / "exports", num_threads=1)
+    with pytest.raises(Exception, match="onnx backend"):
+        reader.model  # noqa: B018 - the torch model is never loaded on an ONNX backend
