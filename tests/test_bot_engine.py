@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -151,7 +150,7 @@ def test_warm_up_loads_the_real_index_from_settings(tmp_path: Path) -> None:
 
 
 def test_reload_swaps_the_reader_without_dropping_a_request_in_flight(tmp_path: Path) -> None:
-    old, new = FakeReader(delay_s=0.5, name="old"), FakeReader(name="new")
+    old, new = FakeReader(delay_s=1.0, name="old"), FakeReader(name="new")
     settings = make_settings(tmp_path)
     write_fake_model(settings.model_dir)
     build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
@@ -163,7 +162,7 @@ def test_reload_swaps_the_reader_without_dropping_a_request_in_flight(tmp_path: 
     results = []
     worker = threading.Thread(target=lambda: results.append(engine.answer("What is an insulinoma?")))
     worker.start()
-    time.sleep(0.1)  # the request is now inside old.read()
+    assert old.entered.wait(timeout=30)  # the request is now inside old.read()
     engine.reload()
     assert worker.is_alive()  # reload did not wait for (or break) the request in flight
     worker.join()

@@ -103,6 +103,7 @@ class FakeReader:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.entered = threading.Event()  # set once a read has started (tests wait on it, not on sleep)
 
     def warm_up(self) -> None:
         self.warmed = True
@@ -112,6 +113,7 @@ class FakeReader:
             self.calls.append((question, len(contexts)))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.entered.set()
         try:
             if self.delay_s:
                 time.sleep(self.delay_s)
