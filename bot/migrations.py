@@ -8,11 +8,20 @@ migration: add a new one.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
+
+# The database holds member data: owner-only (SQLite gives its -wal and -shm files the same mode).
+PRIVATE_MODE = 0o600
+# How long a writer waits for another process's lock (the bot and the console share the file).
+BUSY_TIMEOUT_S = 5.0
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -22,6 +31,36 @@ def migration(fn: Migration) -> Migration:
     """Register ``fn`` as the next migration."""
     MIGRATIONS.append(fn)
     return fn
+
+
+def open_database(path: Path, lock: threading.Lock) -> sqlite3.Connection:
+    """The bot's SQLite database at ``path`` (created owner-only when missing), migrated, in WAL mode.
+
+    One connection is shared by threads under ``lock``; ``isolation_level=None`` because
+    ``write_transaction`` issues BEGIN/COMMIT itself.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    with lock:
+        migrate(conn)
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
+    """One write transaction under ``lock``; rolled back on error."""
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -21,8 +21,8 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from bot.answer import Answer
 from bot.faq import FaqEntry, normalise_question
-from bot.migrations import migrate
+from bot.migrations import PRIVATE_MODE, open_database, write_transaction
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -39,9 +39,6 @@ logger = logging.getLogger(__name__)
 
 HASH_KEY_META = "member_hash_key"  # where earlier versions kept the generated key (moved out on open)
 KEY_FILE_SUFFIX = ".key"
-PRIVATE_MODE = 0o600
-# How long a writer waits for another connection's lock before "database is locked".
-BUSY_TIMEOUT_S = 5.0
 
 
 class KeyFileError(OSError):
@@ -233,16 +230,7 @@ class Store:
         self._keep_text = store_question_text
         self._clock = clock
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _create_private(self.path)  # SQLite gives its -wal and -shm files the database's mode
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _transaction).
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            migrate(self._conn)
+        self._conn = open_database(self.path, self._lock)
         self._hash_key = (member_hash_key or self._kept_hash_key()).encode("utf-8")
 
     @classmethod
@@ -262,17 +250,8 @@ class Store:
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction under the lock; rolled back on error."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     @property
     def key_path(self) -> Path:
@@ -700,12 +679,6 @@ class Store:
             (question_id,),
         ).fetchall()
         return tuple(StoredPassage(*row) for row in rows)
-
-
-def _create_private(path: Path) -> None:
-    """Create an empty file readable by its owner only, unless it exists already."""
-    with suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
 
 
 def _read_or_create_key(path: Path, new_key: str) -> str:

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bot.errors import BadInputError
-from bot.migrations import migrate
+from bot.migrations import open_database, write_transaction
 
-BUSY_TIMEOUT_S = 5.0
 VERDICTS = ("answer", "not_in_documents", "dismissed")
 
 
@@ -144,31 +142,16 @@ class ConsoleRecords:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            migrate(self._conn)
+        self._conn = open_database(self.path, self._lock)
 
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     # --- metadata -----------------------------------------------------------------------------
 
