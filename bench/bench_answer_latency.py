@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bot.calibration import Calibration
@@ -242,12 +243,8 @@ def remeasure_if_loaded(
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100.0
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    """The q-th percentile (0-100), linear between closest ranks (numpy's default)."""
+    return float(np.percentile(values, q))
 
 
 def summarise(runs: Sequence[Run]) -> list[dict]:

@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from finetune.squad import load_squad
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,11 +57,8 @@ def ask(questions: Sequence[str], backend: str, index: Path, top_k: int | None, 
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100.0
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    """The q-th percentile (0-100), linear between closest ranks (numpy's default)."""
+    return float(np.percentile(values, q))
 
 
 def compare(records: dict[str, list[dict]]) -> dict:
