@@ -122,6 +122,12 @@ class Evidence:
     reading_ms: float
 
 
+# Below this calibrated confidence a declined question gets no "closest page" (in `make demo`, "Which
+# football team won the 1998 world cup?" scores 0.01 and would point to "Hypoglycemia"; the declined
+# diabetes questions score 0.27-0.55 and their closest page is the right one to read).
+POINTER_MIN_CONFIDENCE = 0.05
+
+
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -297,7 +303,9 @@ class AnswerEngine:
         """Turn the decision into an answer, or a pointer to the best passage."""
         best = decision.candidate
         if best is None or not decision.answer:
-            return self._no_answer(retrieved, decision.confidence, timings)
+            # The floor is a calibrated probability; a reader's own probability is on another scale.
+            off_topic = self.calibration is not None and decision.confidence < POINTER_MIN_CONFIDENCE
+            return self._no_answer(retrieved, decision.confidence, timings, point=not off_topic)
         passage = retrieved[best.passage_index].passage
         return Answer(
             best.span.text,
@@ -313,11 +321,14 @@ class AnswerEngine:
         )
 
     @staticmethod
-    def _no_answer(retrieved: tuple[ScoredPassage, ...], confidence: float, timings: Timings) -> Answer:
+    def _no_answer(
+        retrieved: tuple[ScoredPassage, ...], confidence: float, timings: Timings, *, point: bool = True
+    ) -> Answer:
         """An honest "not in the documents", pointing to the best retrieved passage: when no answer is
         convincing, the retriever's first choice is the page most worth reading (a declined candidate's
-        passage is, more often than not, the wrong one)."""
-        passage = retrieved[0].passage if retrieved else None
+        passage is, more often than not, the wrong one). ``point=False`` (an off-topic question, whose
+        best passage would be a random page) points to none."""
+        passage = retrieved[0].passage if retrieved and point else None
         title = passage.title if passage else None
         source = passage.source if passage else None
         return Answer(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the shipped reader (models/reader): three `finetune train` runs.
+# Reproduces the shipped reader (models/reader): five `finetune train` runs (stages 4-5 below).
 #   Stage 1, general extractive QA: SQuAD v1.1 train minus a few held-out articles (the general dev set).
 #   Stage 2, domain: the diabetes train set on top of stage 1, mixed with a slice of SQuAD so the
 #   reader keeps its general skill (without it, general dev F1 drops: see models/reader/README.md).
@@ -122,6 +122,31 @@ if [ "$STAGE4_EPOCHS" != 0 ]; then
       --output "$WORK/stage4" --base-model "$base4" --epochs "$STAGE4_EPOCHS" --learning-rate "$STAGE4_LR" \
       --max-seq-length "$MAX_SEQ" --doc-stride "$DOC_STRIDE" --seed "$SEED" --save-dtype float16 \
       --resume --json > "$WORK/stage4.json"
+  fi
+fi
+
+# Stage 5: members' own questions. The diabetes train set grew (batch 7: 1,109 member-style questions);
+# one epoch at lr 2e-5 from stage 4 on it, its unanswerable twins (1,800 sampled) and a small SQuAD
+# replay (6 articles and 1,000 sampled twins) against forgetting, length 256. ~27 minutes on the CPU.
+STAGE5_EPOCHS=${STAGE5_EPOCHS:-1}     # 0 skips stage 5
+STAGE5_LR=${STAGE5_LR:-2e-5}
+STAGE5_MAX_SEQ=${STAGE5_MAX_SEQ:-256}  # every bundled passage fits one window with its question
+if [ "$STAGE5_EPOCHS" != 0 ]; then
+  base5="$final"
+  final="$WORK/stage5"
+  if [ ! -s "$WORK/stage5/metrics.json" ]; then
+    MAKE_NEG=${MAKE_NEG:-"python3 scripts/make_unanswerable.py"}
+    $MAKE_NEG docs "$DIABETES_TRAIN" --docs data/docs --exclude-docs data/diabetes-qa/dev_docs.txt \
+      --per-question 1 --seed "$SEED" --sample 1800 --out "$WORK/stage5-diabetes-neg.json"
+    [ -s "$WORK/stage5-squad.json" ] || $FINETUNE split "$WORK/stage4-squad.json" --dev-articles 6 \
+      --seed "$SEED" --train-out "$WORK/stage5-rest.json" --dev-out "$WORK/stage5-squad.json"
+    rm -f "$WORK/stage5-rest.json"
+    $MAKE_NEG squad "$SQUAD_TRAIN" --questions 1000 --seed $((SEED + 1)) --out "$WORK/stage5-squad-neg.json"
+    $FINETUNE train --data "$DIABETES_TRAIN" --data "$WORK/stage5-diabetes-neg.json" \
+      --data "$WORK/stage5-squad.json" --data "$WORK/stage5-squad-neg.json" --dev "$DIABETES_DEV" \
+      --output "$WORK/stage5" --base-model "$base5" --epochs "$STAGE5_EPOCHS" --learning-rate "$STAGE5_LR" \
+      --max-seq-length "$STAGE5_MAX_SEQ" --doc-stride $((STAGE5_MAX_SEQ / 3)) --seed "$SEED" --save-dtype float16 \
+      --resume --json > "$WORK/stage5.json"
   fi
 fi
 

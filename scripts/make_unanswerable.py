@@ -180,6 +180,22 @@ def to_squad_v2(negatives: Sequence[Negative]) -> dict:
     return {"version": "v2.0", "data": [{"title": t, "paragraphs": p} for t, p in articles.items()]}
 
 
+def sample_paragraphs(document: dict, n: int, seed: int) -> dict:
+    """A seeded sample of ``n`` of the document's paragraphs (each holds one negative), in order."""
+    count = sum(len(a["paragraphs"]) for a in document["data"])
+    keep = set(random.Random(seed).sample(range(count), min(n, count)))
+    position, articles = 0, []
+    for article in document["data"]:
+        kept = []
+        for paragraph in article["paragraphs"]:
+            if position in keep:
+                kept.append(paragraph)
+            position += 1
+        if kept:
+            articles.append({**article, "paragraphs": kept})
+    return {**document, "data": articles}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="source", required=True)
@@ -191,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     docs.add_argument("--docs", type=Path, required=True)
     docs.add_argument("--exclude-docs", type=Path, help="file of document names never used (dev documents)")
     docs.add_argument("--per-question", type=int, default=2, help="retrieved negatives per question")
+    docs.add_argument("--sample", type=int, default=0, help="keep a seeded sample of N negatives (0: all)")
     for p in (squad, docs):
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--seed", type=int, default=13)
@@ -206,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             else frozenset()
         )
         negatives = docs_negatives(examples, args.docs, exclude, args.per_question)
-    write_json_atomic(args.out, to_squad_v2(negatives))
+    document = to_squad_v2(negatives)
+    if getattr(args, "sample", 0):
+        document = sample_paragraphs(document, args.sample, args.seed)
+    write_json_atomic(args.out, document)
     kinds = defaultdict(int)
     for n in negatives:
         kinds[n.kind] += 1

@@ -260,3 +260,19 @@ def test_the_engine_reports_its_readers_backend_and_the_encoder_follows_it(tmp_p
     assert encoder_backend("auto") == encoder_backend("onnx-int8") == encoder_backend("onnx") == "auto"
     settings = make_settings(tmp_path, reader_backend="onnx", retrieval_mode="hybrid")
     assert EngineConfig.from_settings(settings).reader_backend == "onnx"
+
+
+def test_a_declined_off_topic_question_points_to_no_page(tmp_path: Path) -> None:
+    from bot.answer import Timings  # noqa: PLC0415
+    from bot.engine import POINTER_MIN_CONFIDENCE  # noqa: PLC0415
+    from retrieval import ScoredPassage  # noqa: PLC0415
+
+    settings = make_settings(tmp_path)
+    build_index(write_corpus_docs(settings.docs_dir), settings.index_dir)
+    passage = AnswerEngine.from_settings(settings, reader=FakeReader()).gather("insulinoma", 1).retrieved[0]
+    assert isinstance(passage, ScoredPassage)
+    timings = Timings(0.0, 0.0, 0.0)
+    on_topic = AnswerEngine._no_answer((passage,), POINTER_MIN_CONFIDENCE + 0.2, timings)
+    off_topic = AnswerEngine._no_answer((passage,), POINTER_MIN_CONFIDENCE / 2, timings, point=False)
+    assert on_topic.passage == passage.passage and on_topic.title == passage.passage.title
+    assert off_topic.passage is None and off_topic.title is None and off_topic.retrieved == (passage,)
