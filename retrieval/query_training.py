@@ -203,7 +203,7 @@ def train_query_encoder(
     spelled = [(index.bm25.synonyms.spell_out(q.text), rows) for q, rows in pairs]
     passage_vectors = torch.from_numpy(index.vectors[candidates]).float()
 
-    random.seed(config.seed)
+    order = random.Random(config.seed)  # the data order; the global generator is left alone
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(encoder.model_dir)
     model = AutoModel.from_pretrained(encoder.model_dir, dtype=torch.float32)
@@ -216,7 +216,7 @@ def train_query_encoder(
     )
     step, loss_value = 0, float("nan")
     for _ in range(config.epochs):
-        random.shuffle(spelled)
+        order.shuffle(spelled)
         for first in range(0, len(spelled), config.batch_size):
             batch = spelled[first : first + config.batch_size]
             encoded = tokenizer(
