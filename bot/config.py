@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ModelDirError
 from bot.faq import TUNED_FAQ_THRESHOLD
+from retrieval.encoder import NO_QUERY_ENCODER, query_encoder_setting
 from retrieval.hybrid import HybridSettings
 
 # The reader that ships in the repository; served when HELPLINE_MODEL_DIR is left at its default and
@@ -18,8 +19,6 @@ SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
 # The question side of dense retrieval, fine-tuned on data/diabetes-qa/train.json against the packaged
 # all-MiniLM-L6-v2's passage vectors (retrieval train-query-encoder; figures in its README.md).
 SHIPPED_QUERY_ENCODER_DIR = SHIPPED_MODEL_DIR.parent / "query-encoder"
-# HELPLINE_QUERY_ENCODER_DIR=none: questions go through the passage encoder itself.
-NO_QUERY_ENCODER = "none"
 # Passages read per question, from bench/tune_engine.py on data/diabetes-qa/dev.json (433 questions,
 # out-of-fold by document, threshold for 80% precision; shipped reader, hybrid retrieval with the query
 # encoder): answered right k=1 23.7%, k=3 21.3%, k=5 26.9%, k=8 29.0% (answering everything: 46.8 /
@@ -173,11 +172,9 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_query_encoder_dir(cls, value: object) -> object:
         """``none`` (any case) turns the query encoder off; an empty value is a mistake, not "off"."""
-        if isinstance(value, str) and value.strip().lower() == NO_QUERY_ENCODER:
-            return None
         if isinstance(value, str) and not value.strip():
             raise ValueError(f"HELPLINE_QUERY_ENCODER_DIR is empty: give a folder, or {NO_QUERY_ENCODER!r}")
-        return value
+        return query_encoder_setting(value) if isinstance(value, str) else value
 
     def model_fallback(self) -> Path | None:
         """The shipped reader when ``model_dir`` is the untouched default, else None.

@@ -434,14 +434,14 @@ def make_encoder(config: EngineConfig) -> Any:
     Raises:
         EncoderError: a folder is not a model, or the query encoder was trained for other passages.
     """
-    from retrieval import QueryTunedEncoder, SentenceEncoder  # noqa: PLC0415 - torch, as the reader
+    from retrieval.encoder import dense_encoder  # noqa: PLC0415 - torch, as the reader
 
-    threads = config.reader_threads or None
-    backend = encoder_backend(config.reader_backend)
-    passages = SentenceEncoder(config.encoder_dir, num_threads=threads, backend=backend)
-    if config.query_encoder_dir is None:
-        return passages
-    return QueryTunedEncoder(passages, config.query_encoder_dir, num_threads=threads)
+    return dense_encoder(
+        config.encoder_dir,
+        config.query_encoder_dir,
+        num_threads=config.reader_threads or None,
+        backend=encoder_backend(config.reader_backend),
+    )
 
 
 def encoder_backend(reader_backend: str) -> str:

