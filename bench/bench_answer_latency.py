@@ -5,8 +5,9 @@ against a hybrid index of ``data/docs`` built into a temp dir, after a warm-up, 
 configurations in the same run: the served one (the defaults of ``bot/config.py``: hybrid retrieval,
 ``top_k`` passages, calibrated confidence, the ``auto`` reader backend) and baselines that each undo
 one choice: the torch backend at the same k (the reference of the fast-reader issue, with its query
-encoder on torch too), two threads (each backend), fp32 ONNX instead of int8, one passage, plus the
-engine as it was before hybrid retrieval (BM25, one passage, torch). To be fair under a varying load,
+encoder on torch too), the other thread count (one, or two when one is served; each backend), fp32
+ONNX instead of int8, one passage, plus the engine as it was before hybrid retrieval (BM25, one
+passage, torch). To be fair under a varying load,
 the configurations take turns in blocks of ``BLOCK`` questions, each block after one untimed question.
 
 It also reports, for the served backend and for torch: the resident memory (RSS) of a warmed-up
@@ -126,11 +127,12 @@ def configs(served: Settings, quick: bool) -> list[Config]:
     old = Config("before: bm25, k=1, torch", 1, served.reader_threads, retrieval_mode="bm25", backend="torch")
     if quick:
         return [mine, torch_same_k]
+    other = 2 if served.reader_threads == 1 else 1  # the thread count the served one does not use
     return [
         mine,
         torch_same_k,
-        dataclasses.replace(mine, name="served, 2 threads", threads=2),
-        dataclasses.replace(torch_same_k, name="torch backend, 2 threads", threads=2),
+        dataclasses.replace(mine, name=f"served, {other} thread(s)", threads=other),
+        dataclasses.replace(torch_same_k, name=f"torch backend, {other} thread(s)", threads=other),
         dataclasses.replace(mine, name="onnx fp32, same k", backend="onnx"),
         dataclasses.replace(mine, name="served, k=1", top_k=1),
         old,

@@ -82,15 +82,13 @@ class Settings(BaseSettings):
     max_answer_tokens: int | None = Field(None, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
     # Candidate spans the reader returns per passage (all compete in one softmax).
     spans_per_passage: int = Field(1, ge=1, le=20, alias="HELPLINE_SPANS_PER_PASSAGE")
-    # CPU threads for the reader's forward pass (torch.set_num_threads; 0 keeps torch's default, one
-    # per core). One thread by default: on this project's shared 2-core machine (load average 2.6-3.0)
-    # one thread answered at a steady p50 of 29-31 ms in two runs of bench/bench_answer_latency.py,
-    # while two threads gave 277 ms in one run and 26 ms in the other (601-1565 ms at k=5): with the
-    # cores contended, each parallel region waits for its slowest, descheduled thread. On a dedicated
-    # many-core server, raise it. The ONNX backends take it as their sessions' intra-op threads; at k=5
-    # under load 6.7 (bench/bench_answer_latency.py) int8 ONNX gave p50 393 ms on one thread and 360 ms
-    # on two (p95 666 vs 1117 ms), torch 552 vs 1745 ms: one thread stays the default.
-    reader_threads: int = Field(1, ge=0, le=256, alias="HELPLINE_READER_THREADS")
+    # CPU threads for the reader's forward pass and the query encoder (torch.set_num_threads and the
+    # ONNX sessions' intra-op threads; 0: one per core). One per core by default, measured with
+    # bench/bench_answer_latency.py on the 2-core machine at load 1.2, k=8, 100 dev questions: int8 ONNX
+    # p50 263 ms on two threads vs 455 ms on one, torch 417 vs 679 ms. Earlier runs, on the same
+    # machine crowded by training jobs (load 2.6-6.7), favoured one thread (p95 666 vs 1117 ms at k=5):
+    # each parallel region waits for its slowest, descheduled thread. On a shared, busy machine set 1.
+    reader_threads: int = Field(0, ge=0, le=256, alias="HELPLINE_READER_THREADS")
     # The reader's runtime (finetune/runtime.py): auto = the fastest measured on a CPU (int8 ONNX Runtime,
     # when onnxruntime is installed), torch on CUDA; torch = the bf16/fp32 torch path. The query encoder
     # of dense/hybrid retrieval runs on the same runtime (fp32 ONNX unless this is torch).

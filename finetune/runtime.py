@@ -37,14 +37,19 @@ ONNX_INT8 = "onnx-int8"
 AUTO = "auto"
 BACKENDS = (AUTO, TORCH, ONNX, ONNX_INT8)
 ONNX_BACKENDS = (ONNX, ONNX_INT8)
-# What ``auto`` serves on a CPU, chosen by measurement on the shipped reader, 2-core AVX2 CPU without
-# bf16 or VNNI, shared (README, "Benchmarks"). bench/bench_answer_latency.py --top-k 5 (100 dev
-# questions, interleaved, load 6.7): p50 int8 393 ms, fp32 ONNX 486 ms, torch 552 ms (0.71x / 0.88x);
-# the engine's answer (or decline) was torch's for 99 / 100 questions on both. Reader alone on the 433
-# diabetes dev questions with their gold passages (finetune evaluate): fp32 ONNX predicts what torch
-# predicts for 433/433 (EM/F1 identical); int8 for 92-95% (near-tied spans flip), EM/F1 -0.23/-0.25.
-# Quantising per channel kept most answers (per tensor: 87% same, F1 -3.2); leaving the FFN output
-# layers in fp32 reached 96.5% but gave back a third of the speed-up.
+# What ``auto`` serves on a CPU, chosen by measurement on the shipped (stage-5) reader, 2-core AVX2 CPU
+# without bf16 or VNNI (README, "Benchmarks"). bench/bench_answer_latency.py (k=8, 100 dev questions,
+# interleaved, two threads, load 1.5): p50 int8 267 ms, fp32 ONNX 354 ms, torch 436 ms (0.61x /
+# 0.81x); the engine's answer (or decline) was torch's for 94 / 100 questions with int8, 100 / 100
+# with fp32 ONNX; diabetes dev EM/F1 (reader alone, gold passages) int8 -1.15 / -0.97 against torch,
+# fp32 ONNX identical. int8 is the default because members wait 40% less; HELPLINE_READER_BACKEND=onnx
+# keeps torch's answers exactly at 0.81x. What did not close the gap (one-off variants of the export,
+# 150 dev questions, engine answer vs torch): reduce_range 93%, uint8 weights 91%, onnxruntime's
+# offline BERT fusion before quantising 93-95%. SmoothQuant-style scaling of the outlier channels
+# (up to 15x the median going into the FFN): alpha 0.5 kept 69% of the passages' best spans against
+# plain int8's 81%, alpha 0.75 86% but no more questions' best spans (78% vs 76%). bench/probe_int8.py
+# shows every part of the model flips spans when quantised: without VNNI the int8 kernels are not
+# fast enough to keep any part in fp32 and still halve torch's time.
 AUTO_CPU_BACKEND = ONNX_INT8
 
 # A batch is cut where padding its windows to the batch's longest would waste more than this share of
@@ -129,9 +134,12 @@ class OnnxRuntime:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1  # one graph path at a time: parallelism is inside the ops
-        # Idle worker threads spin by default, burning the core another process (or our retrieval)
-        # needs; on a shared machine that costs more than the wake-up latency it saves.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Worker threads spin between the ~100 ops of one forward pass instead of sleeping and being
+        # woken for each (onnxruntime's default; torch's OpenMP threads do the same). Measured on the
+        # 2-core machine, 8 retrieved passages per question, 40 questions (var/exp-style micro run of
+        # run_windows): int8 202 ms with spinning vs 254 ms without, torch 365-377 ms. Between
+        # questions the threads sleep after a short spin (an idle session used 50 ms of CPU in 3 s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.name = name
         self._inputs = {i.name for i in self.session.get_inputs()}

@@ -245,7 +245,10 @@ def _onnx_session(model: Any, threads: int | None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see finetune/runtime.py
+    # Unlike the reader's (finetune/runtime.py), these threads do not spin: a question is ~20 tokens,
+    # encoded right before the reader runs, and spinning workers of a second pool would compete with
+    # the reader's for the same cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
