@@ -136,8 +136,8 @@ class OnnxRuntime:
         options.inter_op_num_threads = 1  # one graph path at a time: parallelism is inside the ops
         # Worker threads spin between the ~100 ops of one forward pass instead of sleeping and being
         # woken for each (onnxruntime's default; torch's OpenMP threads do the same). Measured on the
-        # 2-core machine, 8 retrieved passages per question, 40 questions (var/exp-style micro run of
-        # run_windows): int8 202 ms with spinning vs 254 ms without, torch 365-377 ms. Between
+        # 2-core machine, two threads, run_windows alone over the 8 retrieved passages of 40 dev
+        # questions: int8 202 ms per question with spinning vs 254 ms without, torch 365-377 ms. Between
         # questions the threads sleep after a short spin (an idle session used 50 ms of CPU in 3 s).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
