@@ -154,3 +154,16 @@ def test_onnx_threads_and_no_torch_model(model_dir: Path, tmp_path: Path) -> Non
     reader = _reader(model_dir, "onnx", export_dir=tmp_path / "exports", num_threads=1)
     with pytest.raises(Exception, match="onnx backend"):
         reader.model  # noqa: B018 - the torch model is never loaded on an ONNX backend
+
+
+def test_only_the_readers_threads_spin_between_ops(model_dir: Path, tmp_path: Path) -> None:
+    """The measured choice (finetune/runtime.py, retrieval/encoder.py): only the reader's pool spins."""
+    from transformers import AutoModel  # noqa: PLC0415
+
+    from retrieval.encoder import _onnx_session  # noqa: PLC0415 - the encoder's session builder
+
+    reader = _reader(model_dir, "onnx", export_dir=tmp_path / "exports", num_threads=2)
+    spinning = "session.intra_op.allow_spinning"
+    assert reader._runtime.session.get_session_options().get_session_config_entry(spinning) == "1"
+    encoder_session = _onnx_session(AutoModel.from_pretrained(model_dir).eval(), threads=2)
+    assert encoder_session.get_session_options().get_session_config_entry(spinning) == "0"
