@@ -128,6 +128,10 @@ fi
 # Stage 5: members' own questions. The diabetes train set grew (batch 7: 1,109 member-style questions);
 # one epoch at lr 2e-5 from stage 4 on it, its unanswerable twins (1,800 sampled) and a small SQuAD
 # replay (6 articles and 1,000 sampled twins) against forgetting, length 256. ~27 minutes on the CPU.
+# One epoch: a second one (lr 1e-5, seed 14, from this model) raised diabetes dev F1 from 51.2 to 53.2
+# but made the bot worse end to end (bench/tune_engine.py: 27.9% answered right out of fold at 80%
+# precision vs 29.0%; held out by document 21.0% vs 26.6%); its confidence separates right from wrong
+# answers less well.
 STAGE5_EPOCHS=${STAGE5_EPOCHS:-1}     # 0 skips stage 5
 STAGE5_LR=${STAGE5_LR:-2e-5}
 STAGE5_MAX_SEQ=${STAGE5_MAX_SEQ:-256}  # 791 of the 827 bundled passages fit one window with a question
