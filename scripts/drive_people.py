@@ -30,7 +30,7 @@ DOC = (
 
 
 async def last(t, chat, n, timeout=120):
-    return (await t.wait_for("sendMessage", n, chat_id=chat, timeout=timeout))[-1].result
+    return (await t.sent_messages(chat, n, timeout=timeout))[-1]
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +27,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # BM25 only, so most tests load no sentence encoder; the hybrid path has integration tests.
     monkeypatch.setenv("HELPLINE_RETRIEVAL_MODE", "bm25")
     monkeypatch.setenv("TELEGRAM_BASE_URL", UNREACHABLE_BOT_API)
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[Any]:
+    """A fake Bot API server on 127.0.0.1 (``bot.testing.fake_telegram.FakeTelegram``), for one test."""
+    from bot.testing.fake_telegram import FakeTelegram  # noqa: PLC0415 - aiohttp only for the bot tests
+
+    async with FakeTelegram() as server:
+        yield server

@@ -41,12 +41,6 @@ STEVIA_DOC = f"# Stevia\n\nStevia is {STEVIA_ANSWER}. It has almost no calories.
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 def settings(tmp_path: Path, telegram: FakeTelegram) -> Settings:
     settings = make_settings(
         tmp_path,
@@ -80,11 +74,6 @@ async def bot(request, settings: Settings, engine: AnswerEngine, store: Store) -
         yield app
 
 
-async def sent(telegram: FakeTelegram, chat_id: int, count: int = 1) -> list[dict]:
-    """The bot's messages in ``chat_id`` once there are ``count`` of them."""
-    return [call.result for call in await telegram.wait_for("sendMessage", count, chat_id=chat_id)]
-
-
 def callback_data(message: dict) -> list[str]:
     return [b["callback_data"] for row in message["reply_markup"]["inline_keyboard"] for b in row]
 
@@ -99,9 +88,9 @@ async def hand_over(telegram: FakeTelegram, member: int = MEMBER, question: str 
     before = len(telegram.calls_of("sendMessage", chat_id=VOLUNTEERS))
     replies = len(telegram.calls_of("sendMessage", chat_id=member))
     telegram.send_text(member, question)
-    reply = (await sent(telegram, member, replies + 1))[-1]
+    reply = (await telegram.sent_messages(member, replies + 1))[-1]
     telegram.press_button(member, reply, volunteer_button(reply))
-    return (await sent(telegram, VOLUNTEERS, before + 1))[-1]
+    return (await telegram.sent_messages(VOLUNTEERS, before + 1))[-1]
 
 
 # --- volunteers -------------------------------------------------------------------------------
@@ -111,32 +100,32 @@ async def test_volunteer_round_trip_without_member_identity(
     bot: Application, telegram: FakeTelegram, store: Store
 ) -> None:
     telegram.send_text(MEMBER, DECLINED)
-    [declined] = await sent(telegram, MEMBER)
+    [declined] = await telegram.sent_messages(MEMBER)
     assert "could not find a clear answer" in declined["text"]
     assert declined["reply_markup"]["inline_keyboard"][1][0]["text"] == formatting.ASK_VOLUNTEER
     telegram.press_button(MEMBER, declined, volunteer_button(declined))
-    [ticket] = await sent(telegram, VOLUNTEERS)
+    [ticket] = await telegram.sent_messages(VOLUNTEERS)
     assert ticket["text"].startswith(f"🙋 #1: {DECLINED}")
     assert "Brittle diabetes is rare." in ticket["text"]  # the passage the bot found
     for identity in (str(MEMBER), f"Member {MEMBER}", "first_name", "username"):
         assert identity not in ticket["text"]
     assert "reply_markup" not in ticket
-    opened = (await sent(telegram, MEMBER, 2))[1]
+    opened = (await telegram.sent_messages(MEMBER, 2))[1]
     assert opened["text"] == formatting.TICKET_OPENED.format(id=1)
 
     telegram.send_text(
         VOLUNTEER, "Yes, it is rare.", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=ticket
     )
-    relayed = (await sent(telegram, MEMBER, 3))[2]
+    relayed = (await telegram.sent_messages(MEMBER, 3))[2]
     assert relayed["text"] == f"💬 A volunteer answered your question “{DECLINED}”:\n\nYes, it is rare."
     assert relayed["reply_to_message"]["message_id"] == declined["message_id"]
-    confirmed = (await sent(telegram, VOLUNTEERS, 2))[1]
+    confirmed = (await telegram.sent_messages(VOLUNTEERS, 2))[1]
     assert confirmed["text"] == formatting.TICKET_SENT.format(id=1)
 
     telegram.send_text(
         VOLUNTEER + 1, "Very rare!", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=ticket
     )
-    noted = (await sent(telegram, VOLUNTEERS, 3))[2]
+    noted = (await telegram.sent_messages(VOLUNTEERS, 3))[2]
     assert noted["text"] == formatting.TICKET_ALREADY_ANSWERED.format(id=1)
     await asyncio.sleep(0.2)
     assert len(telegram.calls_of("sendMessage", chat_id=MEMBER)) == 3  # the second reply went nowhere
@@ -153,18 +142,18 @@ async def test_a_ticket_survives_a_restart(
     first_store = Store.from_settings(settings)
     async with running_bot(settings, engine, first_store):
         ticket = await hand_over(telegram)
-        await sent(telegram, MEMBER, 2)
+        await telegram.sent_messages(MEMBER, 2)
     first_store.close()
     async with running_bot(settings, engine, Store.from_settings(settings)):
         telegram.send_text(VOLUNTEER, "After the restart", chat_id=VOLUNTEERS, chat_type="supergroup",
                            reply_to=ticket)  # fmt: skip
-        relayed = (await sent(telegram, MEMBER, 3))[2]
+        relayed = (await telegram.sent_messages(MEMBER, 3))[2]
     assert relayed["text"].endswith("After the restart")
 
 
 async def test_not_helpful_offers_a_volunteer(bot: Application, telegram: FakeTelegram) -> None:
     telegram.send_text(MEMBER, INSULINOMA)
-    [answer] = await sent(telegram, MEMBER)
+    [answer] = await telegram.sent_messages(MEMBER)
     assert not any(d.startswith("tk:") for d in callback_data(answer))  # answered: no offer yet
     telegram.press_button(MEMBER, answer, callback_data(answer)[1])  # not helpful
     [edit] = await telegram.wait_for("editMessageReplyMarkup")
@@ -178,7 +167,7 @@ async def test_no_volunteer_button_without_a_volunteers_chat(
     plain = settings.model_copy(update={"volunteer_chat_id": None})
     async with running_bot(plain, engine, store):
         telegram.send_text(MEMBER, DECLINED)
-        [declined] = await sent(telegram, MEMBER)
+        [declined] = await telegram.sent_messages(MEMBER)
         telegram.press_button(MEMBER, declined, callback_data(declined)[1])
         [edit] = await telegram.wait_for("editMessageReplyMarkup")
     assert len(declined["reply_markup"]["inline_keyboard"]) == 1
@@ -191,18 +180,18 @@ async def test_only_the_asker_opens_a_ticket_and_a_few_at_most(
     limited = settings.model_copy(update={"max_open_tickets": 1})
     async with running_bot(limited, engine, store):
         telegram.send_text(MEMBER, DECLINED)
-        [declined] = await sent(telegram, MEMBER)
+        [declined] = await telegram.sent_messages(MEMBER)
         button = volunteer_button(declined)
         telegram.press_button(MEMBER + 1, declined, button)  # someone else in a group
         telegram.press_button(MEMBER, declined, "tk:1:forged-signature")
         unknown = await telegram.wait_for("answerCallbackQuery", 2)
         assert [a.params.get("text") for a in unknown] == [formatting.TICKET_UNKNOWN] * 2
         telegram.press_button(MEMBER, declined, button)
-        await sent(telegram, VOLUNTEERS)
-        await sent(telegram, MEMBER, 2)  # "passed to the volunteers"
+        await telegram.sent_messages(VOLUNTEERS)
+        await telegram.sent_messages(MEMBER, 2)  # "passed to the volunteers"
         telegram.press_button(MEMBER, declined, button)  # pressed again
         telegram.send_text(MEMBER, "Does brittle diabetes hurt?")
-        second = (await sent(telegram, MEMBER, 3))[2]
+        second = (await telegram.sent_messages(MEMBER, 3))[2]
         telegram.press_button(MEMBER, second, volunteer_button(second))
         answers = await telegram.wait_for("answerCallbackQuery", 5)
     assert answers[3].params.get("text") == formatting.TICKET_EXISTS.format(id=1)
@@ -215,12 +204,12 @@ async def test_replies_to_other_messages_in_the_volunteers_chat_are_ignored(
     bot: Application, telegram: FakeTelegram
 ) -> None:
     ticket = await hand_over(telegram)
-    await sent(telegram, MEMBER, 2)
+    await telegram.sent_messages(MEMBER, 2)
     telegram.send_media(VOLUNTEER, "sticker", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=ticket)
-    text_only = (await sent(telegram, VOLUNTEERS, 2))[1]
+    text_only = (await telegram.sent_messages(VOLUNTEERS, 2))[1]
     assert text_only["text"] == formatting.TICKET_TEXT_ONLY.format(id=1)
     telegram.send_text(VOLUNTEER, "Answer", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=ticket)
-    confirmation = (await sent(telegram, VOLUNTEERS, 3))[2]
+    confirmation = (await telegram.sent_messages(VOLUNTEERS, 3))[2]
     volunteers_post = telegram.send_text(VOLUNTEER, "Hi all", chat_id=VOLUNTEERS, chat_type="supergroup")
     telegram.send_text(VOLUNTEER, "Thanks", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=confirmation)
     telegram.send_text(
@@ -241,18 +230,18 @@ async def test_tickets_closes_old_tickets_and_tells_the_member(
     quick = settings.model_copy(update={"ticket_max_age_hours": 0.5 / 3600})  # half a second
     async with running_bot(quick, engine, store):
         ticket = await hand_over(telegram)
-        await sent(telegram, MEMBER, 2)
+        await telegram.sent_messages(MEMBER, 2)
         telegram.send_text(MEMBER, "/tickets")
-        refused = (await sent(telegram, MEMBER, 3))[2]
+        refused = (await telegram.sent_messages(MEMBER, 3))[2]
         assert refused["text"] == formatting.TICKETS_REFUSED
         await asyncio.sleep(0.6)
         telegram.send_text(VOLUNTEER, "/tickets", chat_id=VOLUNTEERS, chat_type="supergroup")
-        listing = (await sent(telegram, VOLUNTEERS, 2))[1]
-        closed = (await sent(telegram, MEMBER, 4))[3]
+        listing = (await telegram.sent_messages(VOLUNTEERS, 2))[1]
+        closed = (await telegram.sent_messages(MEMBER, 4))[3]
         telegram.send_text(
             VOLUNTEER, "Late answer", chat_id=VOLUNTEERS, chat_type="supergroup", reply_to=ticket
         )
-        late = (await sent(telegram, VOLUNTEERS, 3))[2]
+        late = (await telegram.sent_messages(VOLUNTEERS, 3))[2]
     assert listing["text"].startswith("Closed 1 tickets older than") and "No open tickets." in listing["text"]
     assert closed["text"] == formatting.TICKET_CLOSED_FOR_MEMBER.format(question=DECLINED, id=1)
     assert late["text"] == formatting.TICKET_WAS_CLOSED.format(id=1)
@@ -265,30 +254,30 @@ async def test_faq_add_list_remove_and_a_paraphrase_answered(
     bot: Application, telegram: FakeTelegram, store: Store
 ) -> None:
     telegram.send_text(ADMIN, "/faq add When do we meet? | Every second Tuesday at 7 pm.")
-    [added] = await sent(telegram, ADMIN)
+    [added] = await telegram.sent_messages(ADMIN)
     assert added["text"].startswith("Added FAQ entry 1: When do we meet?")
     telegram.send_text(ADMIN, "/faq add Who runs the Thursday walk? | Maria.")
-    await sent(telegram, ADMIN, 2)
+    await telegram.sent_messages(ADMIN, 2)
     telegram.send_text(ADMIN, "/faq list")
-    listing = (await sent(telegram, ADMIN, 3))[2]
+    listing = (await telegram.sent_messages(ADMIN, 3))[2]
     assert "1. When do we meet?\n   → Every second Tuesday at 7 pm." in listing["text"]
     assert "2. Who runs the Thursday walk?" in listing["text"]
 
     telegram.send_text(MEMBER, "what time do we meet")
-    [faq_answer] = await sent(telegram, MEMBER)
+    [faq_answer] = await telegram.sent_messages(MEMBER)
     assert faq_answer["text"].startswith(f"{formatting.FAQ_LABEL}\n(When do we meet?)")
     assert "Every second Tuesday at 7 pm." in faq_answer["text"]
     telegram.send_text(MEMBER, INSULINOMA)  # the documents still answer what the FAQ does not
-    insulinoma = (await sent(telegram, MEMBER, 2))[1]
+    insulinoma = (await telegram.sent_messages(MEMBER, 2))[1]
     assert CORPUS[1][3] in insulinoma["text"]
     stats = store.stats()
     assert (stats.faq_entries, stats.all_time.from_faq, stats.all_time.answered) == (2, 1, 2)
 
     telegram.send_text(ADMIN, "/faq remove 1")
-    removed = (await sent(telegram, ADMIN, 4))[3]
+    removed = (await telegram.sent_messages(ADMIN, 4))[3]
     assert removed["text"] == "Removed FAQ entry 1: When do we meet?"
     telegram.send_text(MEMBER, "what time do we meet")
-    after = (await sent(telegram, MEMBER, 3))[2]
+    after = (await telegram.sent_messages(MEMBER, 3))[2]
     assert formatting.FAQ_LABEL not in after["text"]
 
 
@@ -298,13 +287,13 @@ async def test_faq_bad_input_and_members_refused(
     for text in ("/faq add no bar here", "/faq remove x", "/faq remove 9", "/faq"):
         telegram.send_text(ADMIN, text)
         await asyncio.sleep(0.05)  # one at a time, so the replies come in order
-    replies = [r["text"] for r in await sent(telegram, ADMIN, 4)]
+    replies = [r["text"] for r in await telegram.sent_messages(ADMIN, 4)]
     assert replies[0] == "Could not add to the FAQ: write it as: /faq add QUESTION | ANSWER."
     assert replies[1] == "Could not remove: 'x' is not an entry number; see /faq list."
     assert replies[2] == "There is no FAQ entry 9; see /faq list."
     assert replies[3] == formatting.FAQ_USAGE
     telegram.send_text(MEMBER, "/faq add Q | A")
-    [refused] = await sent(telegram, MEMBER)
+    [refused] = await telegram.sent_messages(MEMBER)
     assert refused["text"] == formatting.NOT_ADMIN.format(command="faq")
     assert store.faq_entries() == []
 
@@ -316,21 +305,21 @@ async def test_an_admins_upload_becomes_answerable(
     bot: Application, telegram: FakeTelegram, settings: Settings
 ) -> None:
     telegram.send_document(ADMIN, "stevia.md", STEVIA_DOC, mime_type="text/markdown")
-    [report] = await sent(telegram, ADMIN)
+    [report] = await telegram.sent_messages(ADMIN)
     assert report["text"].startswith("Added stevia.md (“Stevia”).\nReindexed: 4 documents,")
     assert telegram.downloads  # fetched from the fake's file server: the file URL follows the base URL
     assert (settings.docs_dir / "stevia.md").read_bytes() == STEVIA_DOC
     assert not [p for p in settings.docs_dir.iterdir() if p.name.startswith(".")]  # no temp file left
     telegram.send_text(MEMBER, "What is stevia?")
-    [answer] = await sent(telegram, MEMBER)
+    [answer] = await telegram.sent_messages(MEMBER)
     assert f"<b>{STEVIA_ANSWER}</b>" in answer["text"]
 
     telegram.send_document(ADMIN, "stevia.md", b"# Stevia\n\nNew text.\n")
-    refused = (await sent(telegram, ADMIN, 2))[1]
+    refused = (await telegram.sent_messages(ADMIN, 2))[1]
     assert "already exists" in refused["text"] and "/replace" in refused["text"]
     assert (settings.docs_dir / "stevia.md").read_bytes() == STEVIA_DOC
     telegram.send_document(ADMIN, "stevia.md", b"# Stevia\n\nNew text.\n", caption="/replace")
-    replaced = (await sent(telegram, ADMIN, 3))[2]
+    replaced = (await telegram.sent_messages(ADMIN, 3))[2]
     assert replaced["text"].startswith("Replaced stevia.md")
     assert (settings.docs_dir / "stevia.md").read_bytes() == b"# Stevia\n\nNew text.\n"
 
@@ -340,7 +329,7 @@ async def test_a_members_upload_is_refused_and_nothing_written(
 ) -> None:
     before = sorted(p.name for p in settings.docs_dir.iterdir())
     telegram.send_document(MEMBER, "stevia.md", STEVIA_DOC)
-    [reply] = await sent(telegram, MEMBER)
+    [reply] = await telegram.sent_messages(MEMBER)
     assert reply["text"] == formatting.UPLOAD_NOT_ADMIN
     assert sorted(p.name for p in settings.docs_dir.iterdir()) == before
     assert telegram.calls_of("getFile") == [] and telegram.downloads == []
@@ -361,7 +350,7 @@ async def test_oversize_broken_and_unsupported_files_are_reported(
     for name, content, extra in uploads:
         telegram.send_document(ADMIN, name, content, **extra)
         await asyncio.sleep(0.05)
-    texts = [r["text"] for r in await sent(telegram, ADMIN, len(uploads))]
+    texts = [r["text"] for r in await telegram.sent_messages(ADMIN, len(uploads))]
 
     def about(name: str) -> str:  # updates are handled concurrently: find each file's reply by name
         [text] = [t for t in texts if f"{name} " in t or f"{name}:" in t]
@@ -375,7 +364,7 @@ async def test_oversize_broken_and_unsupported_files_are_reported(
     assert about("sneaky.txt") == "sneaky.txt is 20 KB; the limit is 10 KB."
     assert sorted(p.name for p in settings.docs_dir.iterdir()) == before  # nothing written, no temp files
     telegram.send_text(MEMBER, INSULINOMA)  # the index is untouched
-    [answer] = await sent(telegram, MEMBER)
+    [answer] = await telegram.sent_messages(MEMBER)
     assert CORPUS[1][3] in answer["text"]
 
 
@@ -384,7 +373,7 @@ async def test_a_path_in_the_file_name_cannot_leave_the_documents_folder(
 ) -> None:
     telegram.send_document(ADMIN, "../../evil.md", b"# Evil\n\nNot outside.\n")
     telegram.send_document(ADMIN, "..\\..\\.hidden.txt", b"Hidden text is still a document.\n")
-    replies = [r["text"] for r in await sent(telegram, ADMIN, 2)]
+    replies = [r["text"] for r in await telegram.sent_messages(ADMIN, 2)]
     assert any(r.startswith("Added evil.md") for r in replies)
     assert any(r.startswith("Added hidden.txt") for r in replies)
     assert (settings.docs_dir / "evil.md").is_file() and (settings.docs_dir / "hidden.txt").is_file()
@@ -395,12 +384,12 @@ async def test_a_ticket_the_volunteers_chat_refused_is_dropped_and_the_member_to
     bot: Application, telegram: FakeTelegram, store: Store, settings: Settings
 ) -> None:
     telegram.send_text(MEMBER, DECLINED)
-    [declined] = await sent(telegram, MEMBER)
+    [declined] = await telegram.sent_messages(MEMBER)
     telegram.fail_next("sendMessage", count=1, retry_after=0)  # not retried: an error like any other
     telegram.press_button(MEMBER, declined, volunteer_button(declined))
     [answered] = await telegram.wait_for("answerCallbackQuery")
     assert answered.params.get("text") == formatting.TICKET_FAILED and answered.params.get("show_alert")
     assert store.open_tickets() == []  # the member may simply press again
     telegram.press_button(MEMBER, declined, volunteer_button(declined))
-    [ticket] = await sent(telegram, VOLUNTEERS)
+    [ticket] = await telegram.sent_messages(VOLUNTEERS)
     assert ticket["text"].startswith("🙋 #")

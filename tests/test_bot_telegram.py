@@ -37,12 +37,6 @@ INSULINOMA = "What is an insulinoma?"
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 def settings(tmp_path: Path, telegram: FakeTelegram) -> Settings:
     settings = make_settings(
         tmp_path,
@@ -79,11 +73,6 @@ async def bot(request, settings: Settings, engine: AnswerEngine, store: Store) -
         yield application
 
 
-async def reply_to(telegram: FakeTelegram, chat_id: int, count: int = 1) -> list[dict]:
-    """The bot's sent messages in ``chat_id`` once there are ``count`` of them."""
-    return [call.result for call in await telegram.wait_for("sendMessage", count, chat_id=chat_id)]
-
-
 def buttons(message: dict) -> list[dict]:
     return message["reply_markup"]["inline_keyboard"][0]
 
@@ -92,7 +81,7 @@ async def test_question_answered_with_source_and_feedback_buttons(
     bot: Application, telegram: FakeTelegram, store: Store
 ) -> None:
     telegram.send_text(MEMBER, INSULINOMA)
-    [reply] = await reply_to(telegram, MEMBER)
+    [reply] = await telegram.sent_messages(MEMBER)
     title, source, _, phrase, _ = CORPUS[1]
     assert f"<b>{phrase}</b>" in reply["text"]
     assert "An insulinoma is a tumor of the pancreas that produces too much insulin." in reply["text"]
@@ -104,14 +93,15 @@ async def test_question_answered_with_source_and_feedback_buttons(
     question_id = store.stats().all_time.questions
     signature = formatting.feedback_signature(question_id, store.callback_key)
     assert [b["callback_data"] for b in buttons(reply)] == [
-        f"fb:{question_id}:1:{signature}", f"fb:{question_id}:0:{signature}"
+        f"fb:{question_id}:1:{signature}",
+        f"fb:{question_id}:0:{signature}",
     ]
     assert all(len(b["callback_data"].encode()) < 64 for b in buttons(reply))
 
 
 async def test_html_in_documents_is_escaped(bot: Application, telegram: FakeTelegram) -> None:
     telegram.send_text(MEMBER, "What are the features of Wolfram syndrome?")
-    [reply] = await reply_to(telegram, MEMBER)
+    [reply] = await telegram.sent_messages(MEMBER)
     assert "<b>high blood sugar levels &amp; progressive vision loss</b>" in reply["text"]
     assert "Wolfram syndrome &lt;&amp;&gt;</a>" in reply["text"]
     assert 'href="https://medlineplus.gov/genetics/condition/wolfram-syndrome/?a=1&amp;b=2"' in reply["text"]
@@ -121,7 +111,7 @@ async def test_unanswerable_question_points_to_the_closest_passage(
     bot: Application, telegram: FakeTelegram
 ) -> None:
     telegram.send_text(MEMBER, "Is brittle diabetes rare?")
-    [reply] = await reply_to(telegram, MEMBER)
+    [reply] = await telegram.sent_messages(MEMBER)
     assert "could not find a clear answer" in reply["text"]
     assert f'<a href="{CORPUS[0][1]}">{CORPUS[0][0]}</a>' in reply["text"]
 
@@ -130,7 +120,7 @@ async def test_feedback_button_press_is_recorded_and_acknowledged(
     bot: Application, telegram: FakeTelegram, store: Store
 ) -> None:
     telegram.send_text(MEMBER, INSULINOMA)
-    [reply] = await reply_to(telegram, MEMBER)
+    [reply] = await telegram.sent_messages(MEMBER)
     helpful, not_helpful = (b["callback_data"] for b in buttons(reply))
     telegram.press_button(MEMBER, reply, not_helpful)
     [edit] = await telegram.wait_for("editMessageReplyMarkup")
@@ -156,9 +146,9 @@ async def test_a_member_cannot_forge_a_vote_on_another_members_answer(
 ) -> None:
     other = MEMBER + 1
     telegram.send_text(MEMBER, INSULINOMA)
-    [victim_reply] = await reply_to(telegram, MEMBER)
+    [victim_reply] = await telegram.sent_messages(MEMBER)
     telegram.send_text(other, INSULINOMA)
-    [own_reply] = await reply_to(telegram, other)
+    [own_reply] = await telegram.sent_messages(other)
     victim_id = int(buttons(victim_reply)[0]["callback_data"].split(":")[1])
     own_data = buttons(own_reply)[1]["callback_data"]
     own_signature = own_data.rsplit(":", 1)[1]
@@ -177,23 +167,23 @@ async def test_an_unwritable_database_still_answers_the_member(
     bot: Application, telegram: FakeTelegram, store: Store
 ) -> None:
     telegram.send_text(MEMBER, INSULINOMA)
-    [first] = await reply_to(telegram, MEMBER)
+    [first] = await telegram.sent_messages(MEMBER)
     store._conn.execute("PRAGMA query_only = ON")  # every write now fails: "readonly database"
     telegram.send_text(MEMBER, INSULINOMA)
-    replies = await reply_to(telegram, MEMBER, 2)
+    replies = await telegram.sent_messages(MEMBER, 2)
     assert replies[1]["text"] == first["text"] and "reply_markup" not in replies[1]  # nothing to vote on
     telegram.press_button(MEMBER, first, buttons(first)[0]["callback_data"])
     [answered] = await telegram.wait_for("answerCallbackQuery")
     assert answered.params.get("text") == formatting.VOTE_UNKNOWN
     await asyncio.sleep(0.2)
-    assert len(await reply_to(telegram, MEMBER)) == 2  # no apology followed
+    assert len(await telegram.sent_messages(MEMBER)) == 2  # no apology followed
 
 
 async def test_same_vote_twice_is_answered_without_an_error(
     bot: Application, telegram: FakeTelegram, store: Store
 ) -> None:
     telegram.send_text(MEMBER, INSULINOMA)
-    [reply] = await reply_to(telegram, MEMBER)
+    [reply] = await telegram.sent_messages(MEMBER)
     helpful = buttons(reply)[0]["callback_data"]
     telegram.press_button(MEMBER, reply, helpful)
     await telegram.wait_for("editMessageReplyMarkup")
@@ -201,7 +191,7 @@ async def test_same_vote_twice_is_answered_without_an_error(
     await telegram.wait_for("answerCallbackQuery", 2)
     await asyncio.sleep(0.2)
     assert telegram.calls_of("editMessageReplyMarkup", status=400)  # Telegram: "message is not modified"
-    assert len(await reply_to(telegram, MEMBER)) == 1  # no apology followed
+    assert len(await telegram.sent_messages(MEMBER)) == 1  # no apology followed
     assert store.stats().all_time.helpful == 1
 
 
@@ -210,7 +200,7 @@ async def test_admin_commands_refused_to_members_and_logged(
 ) -> None:
     for command in ("stats", "reindex", "reload"):
         telegram.send_text(MEMBER, f"/{command}")
-    replies = await reply_to(telegram, MEMBER, 3)
+    replies = await telegram.sent_messages(MEMBER, 3)
     assert sorted(r["text"] for r in replies) == sorted(
         formatting.NOT_ADMIN.format(command=c) for c in ("stats", "reindex", "reload")
     )
@@ -226,17 +216,17 @@ async def test_admin_commands_work_for_admins(
     bot: Application, telegram: FakeTelegram, store: Store, settings: Settings, engine: AnswerEngine
 ) -> None:
     telegram.send_text(MEMBER, INSULINOMA)
-    await reply_to(telegram, MEMBER)
+    await telegram.sent_messages(MEMBER)
     telegram.send_text(ADMIN, "/stats")
-    [stats] = await reply_to(telegram, ADMIN)
+    [stats] = await telegram.sent_messages(ADMIN)
     assert "<b>All time</b>\nQuestions: 1\nAnswered: 1 (100%)" in stats["text"]
     (settings.docs_dir / "stevia.md").write_text("# Stevia\n\nStevia is a sweetener from a plant.\n")
     telegram.send_text(ADMIN, "/reindex")
-    reindexed = (await reply_to(telegram, ADMIN, 2))[1]
+    reindexed = (await telegram.sent_messages(ADMIN, 2))[1]
     assert reindexed["text"].startswith(f"Reindexed {settings.docs_dir}: 4 documents")
     assert engine.answer("What is stevia?").title == "Stevia"
     telegram.send_text(ADMIN, "/reload")
-    reloaded = (await reply_to(telegram, ADMIN, 3))[2]
+    reloaded = (await telegram.sent_messages(ADMIN, 3))[2]
     assert reloaded["text"].startswith("Reloaded: now serving the model in")
     assert [(a.command, a.allowed) for a in store.admin_actions()] == [
         ("reload", True),
@@ -252,7 +242,7 @@ async def test_admin_sees_why_a_reindex_failed(
         doc.unlink()
     settings.docs_dir.rmdir()
     telegram.send_text(ADMIN, "/reindex")
-    [reply] = await reply_to(telegram, ADMIN)
+    [reply] = await telegram.sent_messages(ADMIN)
     assert reply["text"].startswith("/reindex failed:")
     assert str(settings.docs_dir) in reply["text"]
 
@@ -266,7 +256,7 @@ async def test_non_text_messages_get_a_specific_reply(
 ) -> None:
     async with running_bot(settings, engine, store):
         telegram.send_media(MEMBER, kind)
-        [reply] = await reply_to(telegram, MEMBER)
+        [reply] = await telegram.sent_messages(MEMBER)
     assert reply["text"] == expected
 
 
@@ -277,7 +267,7 @@ async def test_bad_inputs_get_polite_replies(
     telegram.send_text(MEMBER + 1, "x" * (settings.max_question_chars + 1))
     telegram.send_text(MEMBER + 2, "/frobnicate")
     telegram.send_media(MEMBER + 3, "sticker")
-    empty, too_long, unknown, sticker = [(await reply_to(telegram, MEMBER + i))[0] for i in range(4)]
+    empty, too_long, unknown, sticker = [(await telegram.sent_messages(MEMBER + i))[0] for i in range(4)]
     assert empty["text"] == formatting.EMPTY_QUESTION
     assert too_long["text"] == formatting.TOO_LONG.format(length=1001, limit=1000)
     assert "/help" in unknown["text"]
@@ -286,10 +276,10 @@ async def test_bad_inputs_get_polite_replies(
 
 async def test_start_and_help(bot: Application, telegram: FakeTelegram) -> None:
     telegram.send_text(MEMBER, "/start")
-    [welcome] = await reply_to(telegram, MEMBER)
+    [welcome] = await telegram.sent_messages(MEMBER)
     assert "not medical advice" in welcome["text"] and "emergency" in welcome["text"]
     telegram.send_text(MEMBER, "/help")
-    assert "/ask" in (await reply_to(telegram, MEMBER, 2))[1]["text"]
+    assert "/ask" in (await telegram.sent_messages(MEMBER, 2))[1]["text"]
     members, admin = telegram.calls_of("setMyCommands")  # menus by role: everyone, then each admin
     assert "scope" not in members.params
     assert {c["command"] for c in members.params["commands"]} == {"start", "help", "ask"}
@@ -304,11 +294,11 @@ async def test_group_chat_answers_only_when_addressed(bot: Application, telegram
     telegram.send_text(MEMBER, INSULINOMA, **group)  # members talking among themselves
     telegram.send_media(MEMBER, "sticker", **group)
     telegram.send_text(MEMBER, f"/ask@{bot.bot.username} {INSULINOMA}", **group)
-    [first] = await reply_to(telegram, GROUP_CHAT_ID)
+    [first] = await telegram.sent_messages(GROUP_CHAT_ID)
     telegram.send_text(MEMBER, f"@{bot.bot.username} What is brittle diabetes characterized by?", **group)
-    second = (await reply_to(telegram, GROUP_CHAT_ID, 2))[1]
+    second = (await telegram.sent_messages(GROUP_CHAT_ID, 2))[1]
     telegram.send_text(MEMBER, "What are the features of Wolfram syndrome?", reply_to=second, **group)
-    third = (await reply_to(telegram, GROUP_CHAT_ID, 3))[2]
+    third = (await telegram.sent_messages(GROUP_CHAT_ID, 3))[2]
     await asyncio.sleep(0.3)
     assert len(telegram.calls_of("sendMessage", chat_id=GROUP_CHAT_ID)) == 3
     assert CORPUS[1][3] in first["text"]
@@ -324,7 +314,7 @@ async def test_rate_limit_answers_with_a_wait_message(
     async with running_bot(limited, engine, Store.from_settings(limited)):
         for _ in range(3):
             telegram.send_text(MEMBER, INSULINOMA)
-        replies = await reply_to(telegram, MEMBER, 3)
+        replies = await telegram.sent_messages(MEMBER, 3)
     waits = [r for r in replies if "Please wait" in r["text"]]
     assert len(waits) == 1 and len(reader.calls) == 2
 
@@ -347,7 +337,7 @@ async def test_429_with_retry_after_is_survived(bot: Application, telegram: Fake
     telegram.fail_next("sendMessage", count=1, retry_after=1)
     started = time.monotonic()
     telegram.send_text(MEMBER, INSULINOMA)
-    [reply] = await reply_to(telegram, MEMBER)
+    [reply] = await telegram.sent_messages(MEMBER)
     assert CORPUS[1][3] in reply["text"]
     [refused] = telegram.calls_of("sendMessage", status=429)
     [answered] = telegram.calls_of("sendMessage")
@@ -365,9 +355,9 @@ async def test_errors_are_logged_and_the_member_gets_an_apology(
     engine = AnswerEngine.from_settings(settings, reader=BrokenReader())
     async with running_bot(settings, engine, store):
         telegram.send_text(MEMBER, INSULINOMA)
-        [reply] = await reply_to(telegram, MEMBER)
+        [reply] = await telegram.sent_messages(MEMBER)
         telegram.send_text(MEMBER, "/start")  # still alive
-        await reply_to(telegram, MEMBER, 2)
+        await telegram.sent_messages(MEMBER, 2)
     assert reply["text"] == formatting.APOLOGY
     [record] = [r for r in caplog.records if r.name == "bot.handlers" and r.levelno == logging.ERROR]
     assert record.exc_info is not None and "the reader broke" in str(record.exc_info[1])
@@ -384,7 +374,7 @@ async def test_webhook_rejects_requests_without_the_secret(
         missing = await client.post(telegram.webhook_url, json=update)
         assert missing.status == 403
         telegram.send_text(MEMBER, INSULINOMA)  # the real Telegram, with the secret
-        await reply_to(telegram, MEMBER)
+        await telegram.sent_messages(MEMBER)
     assert telegram.webhook_secret and len(telegram.webhook_secret) >= 32
     assert telegram.calls_of("sendMessage", chat_id=5) == []
 

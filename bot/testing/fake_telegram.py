@@ -323,6 +323,18 @@ class FakeTelegram:
                 raise TimeoutError(f"{len(matching())} of {count} {method} calls after {timeout} s") from None
         return list(matching())
 
+    async def sent_messages(
+        self, chat_id: int, count: int = 1, *, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The messages the bot sent to ``chat_id`` (Bot API ``Message`` objects, oldest first), once there
+        are ``count`` of them.
+
+        Raises:
+            TimeoutError: fewer within ``timeout`` seconds.
+        """
+        calls = await self.wait_for("sendMessage", count, chat_id=chat_id, timeout=timeout)
+        return [call.result for call in calls]
+
     # --- the HTTP API -------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
