@@ -97,15 +97,18 @@ def test_ask_json_follows_the_contract() -> None:
     assert record["backend"] == "fake"
 
 
+def _ask_file(questions: Path, text: str) -> list[dict]:
+    """Write ``text`` to ``questions``, run ``bot ask --questions FILE --json``: its records."""
+    questions.write_text(text, encoding="utf-8")
+    result = runner.invoke(cli.app, ["ask", "--questions", str(questions), "--json"])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 @pytest.mark.usefixtures("fake_engine", "indexed")
 def test_ask_questions_file_prints_one_object_a_line(tmp_path: Path) -> None:
     questions = tmp_path / "questions.txt"
-    questions.write_text(
-        "What is an insulinoma?\n\nIs brittle diabetes rare?\nzebra quantum\n", encoding="utf-8"
-    )
-    result = runner.invoke(cli.app, ["ask", "--questions", str(questions), "--json"])
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in result.stdout.splitlines()]
+    records = _ask_file(questions, "What is an insulinoma?\n\nIs brittle diabetes rare?\nzebra quantum\n")
     assert [r["answer"] for r in records] == [CORPUS[1][3], None, None]
     assert records[1]["title"] == CORPUS[0][0] and records[2]["title"] is None
 
@@ -113,12 +116,9 @@ def test_ask_questions_file_prints_one_object_a_line(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("fake_engine", "indexed")
 def test_ask_questions_file_takes_json_lines(tmp_path: Path) -> None:
     questions = tmp_path / "questions.jsonl"
-    questions.write_text(
-        '{"id": "a", "question": "What is an insulinoma?"}\nIs brittle diabetes rare?\n', encoding="utf-8"
+    records = _ask_file(
+        questions, '{"id": "a", "question": "What is an insulinoma?"}\nIs brittle diabetes rare?\n'
     )
-    result = runner.invoke(cli.app, ["ask", "--questions", str(questions), "--json"])
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["answer"] for r in records] == [CORPUS[1][3], None]
     assert all(r["backend"] == "fake" and r["passages_read"] >= 1 for r in records)
     questions.write_text('{"id": "a", "text": "no question key"}\n', encoding="utf-8")
