@@ -132,6 +132,7 @@ class SentenceEncoder:
         self._model_id: str | None = None  # hashed on first use: a query tower's id is never asked for
         self._model: Any = None
         self._session: Any = None
+        self._session_inputs: frozenset[str] = frozenset()  # the exported graph's input names
         self._dim = 0
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -170,6 +171,7 @@ class SentenceEncoder:
             self._dim = int(model.config.hidden_size)
             if self.backend == "onnx":
                 self._session = _onnx_session(model, self.num_threads)  # the torch model is dropped
+                self._session_inputs = frozenset(i.name for i in self._session.get_inputs())
             else:
                 self._model = model
             self._tokenizer = tokenizer
@@ -195,8 +197,8 @@ class SentenceEncoder:
             encoded = self._tokenizer(
                 texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np"
             )
-            names = {i.name for i in self._session.get_inputs()}
-            feeds = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in names}
+            inputs = self._session_inputs
+            feeds = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in inputs}
             (hidden,) = self._session.run(["last_hidden_state"], feeds)
             return mean_pool_numpy(hidden, feeds["attention_mask"])
         import torch  # noqa: PLC0415
