@@ -4,7 +4,9 @@ MedQuAD's diabetes questions are not on this machine, so this approximates them 
 themselves (which come from MedQuAD): "What is (are) <title> ?" for every document (gold: the text
 before its first section question, at least its first paragraph) and every section question written
 in a document ("What causes brittle diabetes?"; gold: that section). An answer is *grounded* when its
-span starts inside the gold region, *wrong page* when it comes from another document. Both the
+span starts inside the gold region, or when another document holds the same words (four of the
+documents are copies of "Causes of Diabetes": the answer's quote is in the gold region's text); *wrong
+page* when it comes from another document that does not. Both the
 questions and the gold regions are derived, not annotated: read the figures as a probe, not a score.
 
 Usage:
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.engine import AnswerEngine
+from bot.quoting import ELLIPSIS
 from retrieval.ingest import read_folder
 
 # A section question as the documents write them: a line that starts with a question word, ends in "?".
@@ -36,13 +39,15 @@ def probe_questions(docs_dir: Path) -> list[dict]:
         summary_end = sections[0][0] if sections and sections[0][0] > 0 else first_paragraph
         end = max(summary_end, first_paragraph)
         items.append(
-            {"q": f"What is (are) {d.title} ?", "doc": d.doc_id, "start": 0, "end": end, "kind": "what-is"}
-        )
+            {"q": f"What is (are) {d.title} ?", "doc": d.doc_id, "start": 0, "end": end, "kind": "what-is",
+             "gold": d.text[:end]}
+        )  # fmt: skip
         for i, (_, question_end, question) in enumerate(sections):
             section_end = sections[i + 1][0] if i + 1 < len(sections) else len(d.text)
             items.append(
-                {"q": question, "doc": d.doc_id, "start": question_end, "end": section_end, "kind": "section"}
-            )
+                {"q": question, "doc": d.doc_id, "start": question_end, "end": section_end, "kind": "section",
+                 "gold": d.text[question_end:section_end]}
+            )  # fmt: skip
     return items
 
 
@@ -50,7 +55,7 @@ def outcome(answer, item: dict) -> str:  # noqa: ANN001 - bot.answer.Answer
     if not answer.answered:
         return "declined"
     if answer.passage.doc_id != item["doc"]:
-        return "wrong_page"
+        return "grounded" if answer.sentence.strip(ELLIPSIS) in item["gold"] else "wrong_page"
     position = answer.passage.start + answer.span.start
     return "grounded" if item["start"] <= position < item["end"] else "same_page_off"
 
@@ -64,7 +69,7 @@ def main() -> int:
         answer = engine.answer(item["q"])
         rows.append(
             {
-                **item,
+                **{key: value for key, value in item.items() if key != "gold"},
                 "outcome": outcome(answer, item),
                 "answer": answer.text,
                 "confidence": round(answer.confidence, 3),

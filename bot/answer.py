@@ -37,6 +37,9 @@ class Answer:
         retrieved: every passage retrieved for the question, best first (for the store, so that
             ``export-feedback`` can rebuild the reader's contexts).
         passages_read: how many passages the reader read for this answer.
+        basis: how it was found: ``reader`` (retrieved passages read, calibrated decision) or
+            ``definition`` (a definition question, read where the documents define the term:
+            ``bot.definitions``).
     """
 
     text: str | None
@@ -49,6 +52,7 @@ class Answer:
     timings: Timings
     retrieved: tuple[ScoredPassage, ...] = ()
     passages_read: int = 0
+    basis: str = "reader"
 
     @property
     def answered(self) -> bool:

@@ -264,16 +264,21 @@ def fit(
     target_precision: float = DEFAULT_TARGET_PRECISION,
     fitted_on: str = "",
     folds: int = 5,
+    always_answered: Sequence[Outcome] = (),
 ) -> Calibration:
     """Fit the confidence model on all candidates; choose its threshold on out-of-fold probabilities.
 
     The threshold comes from predictions on documents the model did not see, applied as the engine
     applies them (each question answered with its likeliest candidate), so the precision it promises is
-    what new documents get, not the flattering in-sample figure.
+    what new documents get, not the flattering in-sample figure. ``always_answered``: questions the
+    engine answers without the threshold (definition answers); they count in the precision the
+    threshold reaches, not in the fit.
     """
     if not outcomes:
         raise CalibrationError("no questions to calibrate on")
     chosen, probabilities = best_per_question(outcomes, out_of_fold(outcomes, folds))
+    chosen = [*chosen, *always_answered]
+    probabilities = [*probabilities, *[1.0] * len(always_answered)]
     threshold = threshold_for_precision(probabilities, chosen, target_precision)
     x = _matrix(outcomes, FEATURES)
     y = np.array([o.right for o in outcomes], dtype=np.int64)

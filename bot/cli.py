@@ -227,6 +227,7 @@ def answer_record(answer: Answer, backend: str) -> dict[str, Any]:
         "latency_ms": round(answer.timings.total_ms, 2),
         "passages_read": answer.passages_read,
         "backend": backend,
+        "basis": answer.basis,
     }
 
 
@@ -271,7 +272,9 @@ def ask(
     questions: Annotated[
         Path | None,
         typer.Option(
-            "--questions", exists=True, dir_okay=False,
+            "--questions",
+            exists=True,
+            dir_okay=False,
             help='A file of questions: one a line, or JSON Lines with a "question" each.',
         ),  # fmt: skip
     ] = None,

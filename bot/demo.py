@@ -31,6 +31,7 @@ SAMPLE_QUESTIONS = (
     "How can I lower my risk of type 2 diabetes?",
     "what are the symptoms of low blood sugar",
     "can diabetes damage my kidneys?",
+    "What is brittle diabetes?",  # the welcome message's example: a definition question
 )
 # Nothing in the documents answers this: the bot must say so instead of inventing an answer.
 UNANSWERABLE_QUESTION = "Which football team won the 1998 world cup?"
@@ -73,8 +74,9 @@ def render(question: str, answer: Answer) -> Panel:
         lines.append("I could not find an answer to that in our documents.")
         if answer.passage is not None:
             lines.append(f"The closest page is: {answer.title} {answer.source or ''}")
+    basis = " · from a defining sentence" if answer.basis == "definition" else ""
     footer = (
-        f"confidence {answer.confidence:.2f} · retrieval {answer.timings.retrieval_ms:.0f} ms · "
+        f"confidence {answer.confidence:.2f}{basis} · retrieval {answer.timings.retrieval_ms:.0f} ms · "
         f"reading {answer.timings.reading_ms:.0f} ms"
     )
     return Panel("\n".join(lines), title=f"[yellow]Member: {question}", subtitle=footer, expand=False)

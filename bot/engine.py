@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import gc
 import logging
 import threading
@@ -22,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.answer import Answer, Timings
 from bot.calibration import Calibration
 from bot.config import served_model_dir
-from bot.fusion import Candidate, Decision, Scoring, decide, rank_candidates
+from bot.definitions import Definitions
+from bot.fusion import Candidate, Decision, Scoring, decide, margin, rank_candidates
 from bot.quoting import quote_around
 from finetune.types import Reading
-from retrieval import HybridSettings, IndexReport, ScoredPassage, build_index, load_index
+from retrieval import HybridSettings, IndexReport, Passage, ScoredPassage, build_index, load_index
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -46,6 +48,8 @@ class ReaderLike(Protocol):
 
 class SearchIndex(Protocol):
     """What the engine needs from an index (``retrieval.BM25Index`` or a test fake)."""
+
+    passages: Sequence[Passage]
 
     def search(self, query: str, top_k: int = 5) -> list[ScoredPassage]: ...
 
@@ -128,6 +132,13 @@ class Evidence:
 POINTER_MIN_CONFIDENCE = 0.05
 
 
+# Definition answers (bot.definitions): at most this many sources are read, and a source's best span
+# must beat its no-answer score by this much (MEASURED BELOW).
+MAX_DEFINITION_READS = 3
+DEFINITION_MIN_MARGIN = 0.0
+DEFINITION_CONFIDENCE = 0.9
+
+
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -160,6 +171,7 @@ class AnswerEngine:
         self._reader_factory = reader_factory or self._load_reader
         self._reader = reader
         self._index = index
+        self._definitions = Definitions({}, {})  # built with the index at warm-up
         self._calibration = calibration
         self._encoder = encoder
         self._reader_warm = False
@@ -235,8 +247,10 @@ class AnswerEngine:
             encoder_warm_up = getattr(self._encoder, "warm_up", None)
             if encoder_warm_up is not None:
                 encoder_warm_up()
+            definitions = Definitions.from_passages(index.passages)
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
+                self._definitions = definitions
                 self._calibration = calibration
                 self._note_model(model_dir)
         return_freed_memory()
@@ -252,7 +266,12 @@ class AnswerEngine:
             The best candidate when its calibrated confidence reaches the threshold, else an Answer
             with ``text=None`` that points to the passage most worth reading.
         """
-        evidence = self.gather(question, self.config.top_k)
+        reader, index, definitions = self._serving(question)
+        retrieved, retrieval_ms = self._retrieve(index, question, self.config.top_k)
+        defined = self._define(reader, question, retrieved, definitions, retrieval_ms)
+        if defined is not None:
+            return defined
+        evidence = self._read(reader, question, retrieved, retrieval_ms)
         started = time.perf_counter()
         scoring = self.config.scoring
         candidates = rank_candidates(
@@ -284,20 +303,72 @@ class AnswerEngine:
         Returns:
             The passages, their readings and the time each step took.
         """
+        reader, index, _ = self._serving(question)
+        retrieved, retrieval_ms = self._retrieve(index, question, top_k)
+        return self._read(reader, question, retrieved, retrieval_ms)
+
+    def _serving(self, question: str) -> tuple[ReaderLike, SearchIndex, Definitions]:
+        """The reader, index and definitions to answer ``question`` with (warming up on first use)."""
         if not question.strip():
             raise ValueError("question is empty")
         if not self.is_warm:
             self.warm_up()
         with self._swap_lock:
-            reader, index = self._reader, self._index
+            return self._reader, self._index, self._definitions
+
+    @staticmethod
+    def _retrieve(index: SearchIndex, question: str, top_k: int) -> tuple[tuple[ScoredPassage, ...], float]:
         started = time.perf_counter()
-        retrieved = tuple(index.search(question, top_k=top_k))
-        retrieval_ms = _ms_since(started)
-        read_start = time.perf_counter()
+        return tuple(index.search(question, top_k=top_k)), _ms_since(started)
+
+    def _read(
+        self, reader: ReaderLike, question: str, retrieved: tuple[ScoredPassage, ...], retrieval_ms: float
+    ) -> Evidence:
+        started = time.perf_counter()
         contexts = [sp.passage.text for sp in retrieved]
         spans = self.config.scoring.spans_per_passage
         readings = tuple(reader.read(question, contexts, top_k=spans)) if retrieved else ()
-        return Evidence(retrieved, readings, retrieval_ms, _ms_since(read_start))
+        return Evidence(retrieved, readings, retrieval_ms, _ms_since(started))
+
+    def define(self, question: str) -> Answer | None:
+        """The definition answer ``answer()`` gives ``question``, or None when it takes the ordinary
+        path (``bench/tune_engine.py`` scores both paths as the engine serves them)."""
+        reader, index, definitions = self._serving(question)
+        if not definitions.sources(question):  # not a definition question: no retrieval needed
+            return None
+        retrieved, retrieval_ms = self._retrieve(index, question, self.config.top_k)
+        return self._define(reader, question, retrieved, definitions, retrieval_ms)
+
+    def _define(
+        self, reader: ReaderLike, question: str, retrieved: tuple[ScoredPassage, ...],
+        definitions: Definitions, retrieval_ms: float,
+    ) -> Answer | None:  # fmt: skip
+        """The answer to a definition question from where the documents define the term (see
+        ``bot.definitions``), or None: not a definition question, or no source holds a convincing span."""
+        started = time.perf_counter()
+        sources = definitions.sources(question, [sp.passage.doc_id for sp in retrieved])
+        for source in sources[:MAX_DEFINITION_READS]:
+            reading = reader.read(question, [source.text], top_k=1)[0]
+            span = reading.spans[0] if reading.spans else None
+            if span is None or margin(span, reading) < DEFINITION_MIN_MARGIN:
+                continue
+            span = dataclasses.replace(span, start=source.start + span.start, end=source.start + span.end)
+            passage = source.passage
+            total_ms = retrieval_ms + _ms_since(started)
+            return Answer(
+                span.text,
+                DEFINITION_CONFIDENCE,
+                passage,
+                span,
+                quote_around(passage.text, span.start, span.end),
+                passage.title,
+                passage.source,
+                Timings(retrieval_ms, _ms_since(started), total_ms),
+                retrieved,
+                passages_read=len(sources[:MAX_DEFINITION_READS]),
+                basis="definition",
+            )
+        return None
 
     def _decide(self, retrieved: tuple[ScoredPassage, ...], decision: Decision, timings: Timings) -> Answer:
         """Turn the decision into an answer, or a pointer to the best passage."""
@@ -361,8 +432,10 @@ class AnswerEngine:
             reader = self._reader_factory(model_dir)
             calibration = load_calibration(model_dir)
             index = self._load_index(index_dir)
+            definitions = Definitions.from_passages(index.passages)
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
+                self._definitions = definitions
                 self._calibration = calibration
                 self._index_dir = index_dir
                 self._note_model(model_dir)
@@ -383,8 +456,9 @@ class AnswerEngine:
             index_dir = self._index_dir
             report = build_index(docs_dir, index_dir, encoder=self.encoder)
             index = self._load_index(index_dir)
+            definitions = Definitions.from_passages(index.passages)
             with self._swap_lock:
-                self._index = index
+                self._index, self._definitions = index, definitions
         logger.info("reindexed %s into %s: %d passages", docs_dir, index_dir, report.passages)
         return report
 

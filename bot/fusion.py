@@ -106,7 +106,7 @@ def rank_candidates(
     best = [(i, r.spans[0]) for i, r in enumerate(readings) if r.spans]
     if not best:
         return []
-    margins = {i: span.score - _finite(readings[i].no_answer_score) for i, span in best}
+    margins = {i: margin(span, readings[i]) for i, span in best}
     texts = [_normalised(span.text) for _, span in best]
     top_dense = max((sp.dense for sp in retrieved), default=0.0)
     candidates = []
@@ -130,6 +130,12 @@ def rank_candidates(
         rank_score = margins[i] + retrieval_weight * retrieved[i].score
         candidates.append(Candidate(i, span, margins[i], probabilities[i][0], rank_score, features))
     return sorted(candidates, key=lambda c: c.rank_score, reverse=True)  # stable: ties keep order
+
+
+def margin(span: Span, reading: Reading) -> float:
+    """How far a span's score beats its passage's no-answer score: the reader's "the answer is here"
+    log-odds."""
+    return span.score - _finite(reading.no_answer_score)
 
 
 def _finite(score: float) -> float:

@@ -14,6 +14,10 @@ For each k:
   saw its document; each question is answered with its likeliest candidate, as the engine does;
 - the threshold is the lowest one whose out-of-fold answers reach the target precision.
 
+Definition questions the engine answers from a defining sentence (``bot.definitions``) never meet the
+threshold: they are left out of the fit, and counted, right or wrong, as answers in the threshold's
+precision and in every figure (the target is the precision of all the bot's answers).
+
 The k with the most answerable questions answered right at that precision is chosen (ties: fewer
 passages). ``held_out`` repeats the whole procedure on half of the documents and scores the other half.
 """
@@ -65,6 +69,7 @@ class Observed:
     golds: tuple[str, ...]
     retrieved: tuple[ScoredPassage, ...]
     readings: tuple[Reading, ...]
+    defined: str | None = None  # the engine's definition answer (bot.definitions); None: ordinary path
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,12 @@ def is_right(text: str, golds: Sequence[str]) -> bool:
 
 
 def outcomes(observed: Sequence[Observed], k: int) -> list[Outcome]:
-    """Every candidate (one per passage with a span) of every question at k."""
+    """Every candidate (one per passage with a span) of every question at k that takes the calibrated
+    path (a definition answer never meets the threshold, so it is neither fitted nor thresholded)."""
     result = []
     for q in observed:
+        if q.defined is not None:
+            continue
         candidates = rank_candidates(q.retrieved[:k], q.readings[:k], retrieval_weight=0.0)
         if not candidates:  # nothing read: the engine declines; one featureless, unsure candidate
             result.append(Outcome(q.id, q.document, bool(q.golds), False, dict.fromkeys(FEATURES, 0.0)))
@@ -94,9 +102,27 @@ def outcomes(observed: Sequence[Observed], k: int) -> list[Outcome]:
     return result
 
 
+def definition_outcomes(observed: Sequence[Observed]) -> list[Outcome]:
+    """The questions the engine answers from a definition: always answered, right or not."""
+    return [
+        Outcome(q.id, q.document, bool(q.golds), is_right(q.defined, q.golds), {}, q.defined)
+        for q in observed
+        if q.defined is not None
+    ]
+
+
+def with_definitions(
+    observed: Sequence[Observed], chosen: list[Outcome], probabilities: list[float]
+) -> tuple[list[Outcome], list[float]]:
+    """Every question's answer as the engine gives it: the calibrated path's chosen candidates and the
+    definition answers (probability 1: above any threshold)."""
+    defined = definition_outcomes(observed)
+    return [*chosen, *defined], [*probabilities, *[1.0] * len(defined)]
+
+
 def score_setting(observed: Sequence[Observed], k: int, target: float) -> SettingScore:
     outs = outcomes(observed, k)
-    chosen, probabilities = best_per_question(outs, out_of_fold(outs))
+    chosen, probabilities = with_definitions(observed, *best_per_question(outs, out_of_fold(outs)))
     threshold = threshold_for_precision(probabilities, chosen, target)
     answerable = sum(o.answerable for o in chosen) or 1
     return SettingScore(
@@ -119,7 +145,7 @@ def choose(scores: Sequence[SettingScore]) -> SettingScore:
 def risk_coverage(observed: Sequence[Observed], k: int) -> list[Coverage]:
     """Out-of-fold figures at the thresholds that reach each precision in PRECISIONS, and answering all."""
     outs = outcomes(observed, k)
-    chosen, probabilities = best_per_question(outs, out_of_fold(outs))
+    chosen, probabilities = with_definitions(observed, *best_per_question(outs, out_of_fold(outs)))
     rows = [
         coverage_at(probabilities, chosen, threshold_for_precision(probabilities, chosen, p))
         for p in PRECISIONS
@@ -129,7 +155,10 @@ def risk_coverage(observed: Sequence[Observed], k: int) -> list[Coverage]:
 
 def fit_calibration(observed: Sequence[Observed], k: int, target: float, fitted_on: str = "") -> Calibration:
     outs = outcomes(observed, k)
-    return fit(outs, top_k=k, retrieval_weight=0.0, target_precision=target, fitted_on=fitted_on)
+    return fit(
+        outs, top_k=k, retrieval_weight=0.0, target_precision=target, fitted_on=fitted_on,
+        always_answered=definition_outcomes(observed),
+    )  # fmt: skip
 
 
 def chosen_answers(
@@ -138,6 +167,7 @@ def chosen_answers(
     """Each question's chosen candidate under ``calibration``, and whether it is given as the answer."""
     outs = outcomes(observed, k)
     chosen, probabilities = best_per_question(outs, [calibration.probability(o.features) for o in outs])
+    chosen, probabilities = with_definitions(observed, chosen, probabilities)
     return [(o, p >= calibration.threshold) for o, p in zip(chosen, probabilities, strict=True)]
 
 
@@ -185,7 +215,13 @@ def observe(engine: AnswerEngine, examples: Sequence[SquadExample]) -> list[Obse
     for n, example in enumerate(examples, 1):
         evidence = engine.gather(example.question, K_MAX)
         golds = tuple(a.text for a in example.answers)
-        observed.append(Observed(example.id, example.title, golds, evidence.retrieved, evidence.readings))
+        defined = engine.define(example.question)
+        observed.append(
+            Observed(
+                example.id, example.title, golds, evidence.retrieved, evidence.readings,
+                defined.text if defined is not None else None,
+            )  # fmt: skip
+        )
         if n % 50 == 0:
             print(
                 f"  read {n}/{len(examples)} questions, {time.perf_counter() - started:.0f} s",

@@ -203,6 +203,31 @@ def test_the_tuner_reads_more_passages_when_the_answer_hides_lower(tuner: Module
     assert 0.0 <= held["right"] <= 1.0 and held["declined_unanswerable"] > 0.5
 
 
+def test_definition_answers_count_in_the_figures_but_not_in_the_fit(tuner: ModuleType) -> None:
+    plain = _observed(tuner)
+    # Three answerable questions the engine answers from a definition: two right, one wrong; their
+    # readings would have been wrong, so the calibrated path would not have got them right.
+    wrong_reading = tuple(reading(-1.0, null=0.5, texts=("wrong",)) for _ in range(8))
+    defined = [
+        tuner.Observed(f"d{i}", f"doc{i}", ("a tumor of the pancreas",), tuple(retrieved(*[0.5] * 8)),
+                       wrong_reading, text)  # fmt: skip
+        for i, text in enumerate(["a tumor of the pancreas", "tumor of the pancreas", "an organ"])
+    ]
+    observed = plain + defined
+
+    assert len(tuner.outcomes(observed, 3)) == len(tuner.outcomes(plain, 3))  # not fitted on
+    with_them, without = tuner.score_setting(observed, 3, 0.9), tuner.score_setting(plain, 3, 0.9)
+    answerable = sum(bool(q.golds) for q in plain)
+    right_before = without.coverage.right * answerable
+    assert with_them.coverage.right * (answerable + 3) == pytest.approx(right_before + 2)
+    calibration = tuner.fit_calibration(observed, 3, 0.9)
+    answered = [
+        answers for outcome, answers in tuner.chosen_answers(observed, 3, calibration)
+        if outcome.question_id.startswith("d")
+    ]  # fmt: skip
+    assert answered == [True, True, True]  # answered whatever the threshold
+
+
 def test_is_right_is_f1_at_least_a_half(tuner: ModuleType) -> None:
     assert tuner.is_right("high blood sugar", ["high blood sugar levels"])
     assert not tuner.is_right("sugar", ["high blood sugar levels"])
