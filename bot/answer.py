@@ -37,9 +37,9 @@ class Answer:
         retrieved: every passage retrieved for the question, best first (for the store, so that
             ``export-feedback`` can rebuild the reader's contexts).
         passages_read: how many passages the reader read for this answer.
-        basis: how it was found: ``reader`` (retrieved passages read, calibrated decision) or
-            ``definition`` (a definition question, read where the documents define the term:
-            ``bot.definitions``).
+        basis: how it was found: ``reader`` (retrieved passages read, calibrated decision),
+            ``definition`` (read where the documents define the term asked about: ``bot.definitions``)
+            or ``section`` (read after a document's own question asking the same: ``bot.headings``).
     """
 
     text: str | None

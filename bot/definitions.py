@@ -89,12 +89,14 @@ def definition_topic(question: str) -> frozenset[str] | None:
 
 @dataclass(frozen=True)
 class Source:
-    """A place to read a definition from: ``passage.text[start:end]``, a defining sentence or a
-    document's opening passage."""
+    """A place to read an answer from: ``passage.text[start:end]`` (a defining sentence, a document's
+    opening passage, the text after a document's own question). ``whole``: the text itself is the
+    answer, with nothing for the reader to pick (the sentence that introduces a table)."""
 
     passage: Passage
     start: int
     end: int
+    whole: bool = False
 
     @property
     def text(self) -> str:

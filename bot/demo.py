@@ -35,6 +35,8 @@ SAMPLE_QUESTIONS = (
 )
 # Nothing in the documents answers this: the bot must say so instead of inventing an answer.
 UNANSWERABLE_QUESTION = "Which football team won the 1998 world cup?"
+# How a direct answer was found (bot.engine.Places), under its panel.
+BASIS_NOTES = {"definition": " · from a defining sentence", "section": " · from the document's own question"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def render(question: str, answer: Answer) -> Panel:
         lines.append("I could not find an answer to that in our documents.")
         if answer.passage is not None:
             lines.append(f"The closest page is: {answer.title} {answer.source or ''}")
-    basis = " · from a defining sentence" if answer.basis == "definition" else ""
+    basis = BASIS_NOTES.get(answer.basis, "")
     footer = (
         f"confidence {answer.confidence:.2f}{basis} · retrieval {answer.timings.retrieval_ms:.0f} ms · "
         f"reading {answer.timings.reading_ms:.0f} ms"

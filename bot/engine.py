@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.answer import Answer, Timings
 from bot.calibration import Calibration
 from bot.config import served_model_dir
-from bot.definitions import Definitions
+from bot.definitions import Definitions, Source
 from bot.fusion import Candidate, Decision, Scoring, decide, margin, rank_candidates
+from bot.headings import Headings
 from bot.quoting import quote_around
-from finetune.types import Reading
+from finetune.types import Reading, Span
 from retrieval import HybridSettings, IndexReport, Passage, ScoredPassage, build_index, load_index
 
 if TYPE_CHECKING:
@@ -132,15 +133,47 @@ class Evidence:
 POINTER_MIN_CONFIDENCE = 0.05
 
 
-# Definition answers (bot.definitions): at most this many sources are read (each one sentence or one
+# Direct answers (``Places``): at most this many sources are read (each one sentence, one section or one
 # opening passage), and the answer is the first source's best span that beats its no-answer score.
-MAX_DEFINITION_READS = 3
-DEFINITION_MIN_MARGIN = 0.0
-# Their confidence: the share of them that is right, measured, rounded down. Diabetes dev: 5 of the 6
-# definition answers reach F1 0.5 with the annotated answer (the sixth says the same in other words);
-# bench/probe_medquad_style.py: 54 of its 57 definition answers define the term asked (read one by
-# one). They bypass the calibrated threshold, so this is the only figure a member's answer carries.
-DEFINITION_CONFIDENCE = 0.9
+MAX_DIRECT_READS = 3
+DIRECT_MIN_MARGIN = 0.0
+# Their confidence: the share of them that is right, measured, rounded down. They bypass the calibrated
+# threshold, so this is the only figure a member's answer carries.
+DIRECT_CONFIDENCE = {
+    # Diabetes dev: 5 of the 6 definition answers reach F1 0.5 with the annotated answer (the sixth
+    # says the same in other words); bench/probe_medquad_style.py: 54 of its 57 definition answers
+    # define the term asked (read one by one).
+    "definition": 0.9,
+    # bench/probe_medquad_style.py: all 47 section answers come from the gold section, 29 of them the
+    # introduction of a symptoms table (a pointer to the page's list more than an answer); asked in
+    # MedQuAD's own words instead ("What are the symptoms of X ?"), 46 of 52 answered, all from it.
+    "section": 0.9,
+}
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where the documents answer some questions directly, built from an index's passages: the
+    sentences that define terms (``bot.definitions``) and the documents' own questions
+    (``bot.headings``)."""
+
+    definitions: Definitions
+    headings: Headings
+
+    @classmethod
+    def of(cls, index: SearchIndex) -> Places:
+        return cls(Definitions.from_passages(index.passages), Headings.from_passages(index.passages))
+
+    @classmethod
+    def nowhere(cls) -> Places:
+        return cls(Definitions({}, {}), Headings({}))
+
+    def sources(self, question: str, retrieved_doc_ids: Sequence[str] = ()) -> list[tuple[str, Source]]:
+        """(basis, source) to read, best first: definitions, then the documents' own questions."""
+        return [
+            *(("definition", s) for s in self.definitions.sources(question, retrieved_doc_ids)),
+            *(("section", s) for s in self.headings.sources(question, retrieved_doc_ids)),
+        ]
 
 
 def _ms_since(start: float) -> float:
@@ -175,7 +208,7 @@ class AnswerEngine:
         self._reader_factory = reader_factory or self._load_reader
         self._reader = reader
         self._index = index
-        self._definitions = Definitions({}, {})  # built with the index at warm-up
+        self._places = Places.nowhere()  # built with the index at warm-up
         self._calibration = calibration
         self._encoder = encoder
         self._reader_warm = False
@@ -251,10 +284,10 @@ class AnswerEngine:
             encoder_warm_up = getattr(self._encoder, "warm_up", None)
             if encoder_warm_up is not None:
                 encoder_warm_up()
-            definitions = Definitions.from_passages(index.passages)
+            places = Places.of(index)
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
-                self._definitions = definitions
+                self._places = places
                 self._calibration = calibration
                 self._note_model(model_dir)
         return_freed_memory()
@@ -270,11 +303,11 @@ class AnswerEngine:
             The best candidate when its calibrated confidence reaches the threshold, else an Answer
             with ``text=None`` that points to the passage most worth reading.
         """
-        reader, index, definitions = self._serving(question)
+        reader, index, places = self._serving(question)
         retrieved, retrieval_ms = self._retrieve(index, question, self.config.top_k)
-        defined = self._define(reader, question, retrieved, definitions, retrieval_ms)
-        if defined is not None:
-            return defined
+        direct = self._read_places(reader, question, retrieved, places, retrieval_ms)
+        if direct is not None:
+            return direct
         evidence = self._read(reader, question, retrieved, retrieval_ms)
         started = time.perf_counter()
         scoring = self.config.scoring
@@ -311,14 +344,14 @@ class AnswerEngine:
         retrieved, retrieval_ms = self._retrieve(index, question, top_k)
         return self._read(reader, question, retrieved, retrieval_ms)
 
-    def _serving(self, question: str) -> tuple[ReaderLike, SearchIndex, Definitions]:
-        """The reader, index and definitions to answer ``question`` with (warming up on first use)."""
+    def _serving(self, question: str) -> tuple[ReaderLike, SearchIndex, Places]:
+        """The reader, index and direct places to answer ``question`` with (warming up on first use)."""
         if not question.strip():
             raise ValueError("question is empty")
         if not self.is_warm:
             self.warm_up()
         with self._swap_lock:
-            return self._reader, self._index, self._definitions
+            return self._reader, self._index, self._places
 
     @staticmethod
     def _retrieve(index: SearchIndex, question: str, top_k: int) -> tuple[tuple[ScoredPassage, ...], float]:
@@ -335,42 +368,45 @@ class AnswerEngine:
         return Evidence(retrieved, readings, retrieval_ms, _ms_since(started))
 
     def define(self, question: str) -> Answer | None:
-        """The definition answer ``answer()`` gives ``question``, or None when it takes the ordinary
-        path (``bench/tune_engine.py`` scores both paths as the engine serves them)."""
-        reader, index, definitions = self._serving(question)
-        if not definitions.sources(question):  # not a definition question: no retrieval needed
+        """The answer ``answer()`` gives ``question`` from where the documents answer it directly (a
+        definition, a document's own question), or None when it takes the ordinary path
+        (``bench/tune_engine.py`` scores both paths as the engine serves them)."""
+        reader, index, places = self._serving(question)
+        if not places.sources(question):  # no retrieval needed to know there is nothing to read
             return None
         retrieved, retrieval_ms = self._retrieve(index, question, self.config.top_k)
-        return self._define(reader, question, retrieved, definitions, retrieval_ms)
+        return self._read_places(reader, question, retrieved, places, retrieval_ms)
 
-    def _define(
+    def _read_places(
         self, reader: ReaderLike, question: str, retrieved: tuple[ScoredPassage, ...],
-        definitions: Definitions, retrieval_ms: float,
+        places: Places, retrieval_ms: float,
     ) -> Answer | None:  # fmt: skip
-        """The answer to a definition question from where the documents define the term (see
-        ``bot.definitions``), or None: not a definition question, or no source holds a convincing span."""
+        """The first convincing span where the documents answer ``question`` directly (see ``Places``),
+        or None: there is no such place, or none of the first ``MAX_DIRECT_READS`` holds one."""
         started = time.perf_counter()
-        sources = definitions.sources(question, [sp.passage.doc_id for sp in retrieved])
-        for source in sources[:MAX_DEFINITION_READS]:
-            reading = reader.read(question, [source.text], top_k=1)[0]
-            span = reading.spans[0] if reading.spans else None
-            if span is None or margin(span, reading) < DEFINITION_MIN_MARGIN:
-                continue
+        sources = places.sources(question, [sp.passage.doc_id for sp in retrieved])[:MAX_DIRECT_READS]
+        for read, (basis, source) in enumerate(sources, 1):
+            if source.whole:
+                span = Span(source.text, 0, len(source.text), score=0.0, probability=1.0)
+            else:
+                reading = reader.read(question, [source.text], top_k=1)[0]
+                span = reading.spans[0] if reading.spans else None
+                if span is None or margin(span, reading) < DIRECT_MIN_MARGIN:
+                    continue
             span = dataclasses.replace(span, start=source.start + span.start, end=source.start + span.end)
             passage = source.passage
-            total_ms = retrieval_ms + _ms_since(started)
             return Answer(
                 span.text,
-                DEFINITION_CONFIDENCE,
+                DIRECT_CONFIDENCE[basis],
                 passage,
                 span,
                 quote_around(passage.text, span.start, span.end),
                 passage.title,
                 passage.source,
-                Timings(retrieval_ms, _ms_since(started), total_ms),
+                Timings(retrieval_ms, _ms_since(started), retrieval_ms + _ms_since(started)),
                 retrieved,
-                passages_read=len(sources[:MAX_DEFINITION_READS]),
-                basis="definition",
+                passages_read=read,
+                basis=basis,
             )
         return None
 
@@ -436,10 +472,10 @@ class AnswerEngine:
             reader = self._reader_factory(model_dir)
             calibration = load_calibration(model_dir)
             index = self._load_index(index_dir)
-            definitions = Definitions.from_passages(index.passages)
+            places = Places.of(index)
             with self._swap_lock:
                 self._reader, self._index, self._reader_warm = reader, index, True
-                self._definitions = definitions
+                self._places = places
                 self._calibration = calibration
                 self._index_dir = index_dir
                 self._note_model(model_dir)
@@ -460,9 +496,9 @@ class AnswerEngine:
             index_dir = self._index_dir
             report = build_index(docs_dir, index_dir, encoder=self.encoder)
             index = self._load_index(index_dir)
-            definitions = Definitions.from_passages(index.passages)
+            places = Places.of(index)
             with self._swap_lock:
-                self._index, self._definitions = index, definitions
+                self._index, self._places = index, places
         logger.info("reindexed %s into %s: %d passages", docs_dir, index_dir, report.passages)
         return report
 

@@ -14,9 +14,10 @@ For each k:
   saw its document; each question is answered with its likeliest candidate, as the engine does;
 - the threshold is the lowest one whose out-of-fold answers reach the target precision.
 
-Definition questions the engine answers from a defining sentence (``bot.definitions``) never meet the
-threshold: they are left out of the fit, and counted, right or wrong, as answers in the threshold's
-precision and in every figure (the target is the precision of all the bot's answers).
+Questions the engine answers directly, where the documents define the term or ask the question
+themselves (``AnswerEngine.define``: ``bot.definitions``, ``bot.headings``), never meet the threshold:
+they are left out of the fit, and counted, right or wrong, as answers in the threshold's precision and
+in every figure (the target is the precision of all the bot's answers).
 
 The k with the most answerable questions answered right at that precision is chosen (ties: fewer
 passages). ``held_out`` repeats the whole procedure on half of the documents and scores the other half.
@@ -69,7 +70,7 @@ class Observed:
     golds: tuple[str, ...]
     retrieved: tuple[ScoredPassage, ...]
     readings: tuple[Reading, ...]
-    defined: str | None = None  # the engine's definition answer (bot.definitions); None: ordinary path
+    defined: str | None = None  # the engine's direct answer (AnswerEngine.define); None: ordinary path
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def outcomes(observed: Sequence[Observed], k: int) -> list[Outcome]:
 
 
 def definition_outcomes(observed: Sequence[Observed]) -> list[Outcome]:
-    """The questions the engine answers from a definition: always answered, right or not."""
+    """The questions the engine answers directly: always answered, right or not."""
     return [
         Outcome(q.id, q.document, bool(q.golds), is_right(q.defined, q.golds), {}, q.defined)
         for q in observed
@@ -115,7 +116,7 @@ def with_definitions(
     observed: Sequence[Observed], chosen: list[Outcome], probabilities: list[float]
 ) -> tuple[list[Outcome], list[float]]:
     """Every question's answer as the engine gives it: the calibrated path's chosen candidates and the
-    definition answers (probability 1: above any threshold)."""
+    direct answers (probability 1: above any threshold)."""
     defined = definition_outcomes(observed)
     return [*chosen, *defined], [*probabilities, *[1.0] * len(defined)]
 

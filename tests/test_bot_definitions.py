@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.definitions import Definitions, defined_terms, definition_topic, term_key
-from bot.engine import DEFINITION_CONFIDENCE, AnswerEngine
+from bot.engine import DIRECT_CONFIDENCE, AnswerEngine
 from retrieval import Passage
 from tests.bot_fakes import FakeIndex, FakeReader, make_settings
 
@@ -150,7 +150,7 @@ def test_a_definition_question_is_answered_from_the_defining_sentence(tmp_path: 
     answer = engine_with(tmp_path, reader).answer("What's an insulinoma?")
 
     assert (answer.text, answer.basis, answer.passage) == ("a tumor of the pancreas", "definition", DEFINED)
-    assert answer.confidence == DEFINITION_CONFIDENCE
+    assert answer.confidence == DIRECT_CONFIDENCE["definition"]
     assert answer.sentence == "An insulinoma is a tumor of the pancreas."
     assert DEFINED.text[answer.span.start : answer.span.end] == answer.text  # offsets in the passage
     assert reader.calls == [("What's an insulinoma?", 1)]  # one short read instead of the top k
