@@ -73,8 +73,8 @@ def _singular(word: str) -> str:
 def definition_topic(question: str) -> frozenset[str] | None:
     """The key of the term a definition question asks about, or None for any other question.
 
-    >>> sorted(definition_topic("What is (are) Brittle diabetes ?"))
-    ['brittle', 'diabetes']
+    >>> sorted(definition_topic("What is (are) Wolfram syndrome ?"))
+    ['syndrome', 'wolfram']
     >>> definition_topic("what is a normal a1c for adults?") == term_key("normal a1c for adults")
     True
     >>> definition_topic("how is brittle diabetes treated?") is None
@@ -127,11 +127,14 @@ class Definitions:
 
     Attributes:
         sentences: term key -> the sentences whose subject is that term, in index order.
-        openings: term key -> the first passage of each document whose title is that term.
+        openings: term key -> the first passage of each document whose title is that term (unless it
+            opens with a question).
+        documents: term key -> the ids of the documents whose title is that term.
     """
 
     sentences: dict[frozenset[str], tuple[Source, ...]]
     openings: dict[frozenset[str], tuple[Source, ...]]
+    documents: dict[frozenset[str], frozenset[str]]
 
     @classmethod
     def from_passages(cls, passages: Iterable[Passage]) -> Definitions:
@@ -149,13 +152,20 @@ class Definitions:
                 for key in terms:
                     sentences.setdefault(key, []).append(Source(passage, start, end))
         openings: dict[frozenset[str], list[Source]] = {}
+        documents: dict[frozenset[str], set[str]] = {}
         for passage in first.values():
+            documents.setdefault(term_key(passage.title), set()).add(passage.doc_id)
             if not _opens_with_question(passage.text):
                 openings.setdefault(term_key(passage.title), []).append(Source(passage, 0, len(passage.text)))
         return cls(
             {key: tuple(found) for key, found in sentences.items()},
             {key: tuple(found) for key, found in openings.items()},
+            {key: frozenset(ids) for key, ids in documents.items()},
         )
+
+    @classmethod
+    def empty(cls) -> Definitions:
+        return cls({}, {}, {})
 
     def sources(self, question: str, retrieved_doc_ids: Sequence[str] = ()) -> list[Source]:
         """Where to read the answer to a definition question, best first ([]: not a definition
@@ -170,15 +180,17 @@ class Definitions:
         topic = definition_topic(question)
         if topic is None:
             return []
-        rank = {doc: i for i, doc in reversed(list(enumerate(retrieved_doc_ids)))}
-
-        def by_rank(sources: Iterable[Source]) -> list[Source]:
-            return sorted(sources, key=lambda s: rank.get(s.passage.doc_id, len(rank)))
-
-        about = {s.passage.doc_id for s in self.openings.get(topic, ())}
+        about = self.documents.get(topic, frozenset())
         defining = self.sentences.get(topic, ())
         return [
-            *by_rank(s for s in defining if s.passage.doc_id in about),
-            *by_rank(self.openings.get(topic, ())),
-            *by_rank(s for s in defining if s.passage.doc_id not in about),
+            *by_retrieval_rank([s for s in defining if s.passage.doc_id in about], retrieved_doc_ids),
+            *by_retrieval_rank(self.openings.get(topic, ()), retrieved_doc_ids),
+            *by_retrieval_rank([s for s in defining if s.passage.doc_id not in about], retrieved_doc_ids),
         ]
+
+
+def by_retrieval_rank(sources: Iterable[Source], retrieved_doc_ids: Sequence[str]) -> list[Source]:
+    """``sources``, those of the document retrieval ranks highest first (unretrieved ones last, each
+    group in its own order)."""
+    rank = {doc: i for i, doc in reversed(list(enumerate(retrieved_doc_ids)))}
+    return sorted(sources, key=lambda s: rank.get(s.passage.doc_id, len(rank)))

@@ -166,7 +166,7 @@ class Places:
 
     @classmethod
     def nowhere(cls) -> Places:
-        return cls(Definitions({}, {}), Headings({}))
+        return cls(Definitions.empty(), Headings({}))
 
     def sources(self, question: str, retrieved_doc_ids: Sequence[str] = ()) -> list[tuple[str, Source]]:
         """(basis, source) to read, best first: definitions, then the documents' own questions."""

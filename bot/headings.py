@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bot.definitions import Source, term_key
+from bot.definitions import Source, by_retrieval_rank, term_key
 from retrieval import Passage
 from retrieval.passages import split_sentences
 
@@ -98,9 +98,7 @@ class Headings:
         """The texts that answer the documents' own questions asking what ``question`` asks, the
         document retrieval ranks higher first ([]: none)."""
         what = asked(question)
-        found = self.sections.get(what, ()) if what else ()
-        rank = {doc: i for i, doc in reversed(list(enumerate(retrieved_doc_ids)))}
-        return sorted(found, key=lambda s: rank.get(s.passage.doc_id, len(rank)))
+        return by_retrieval_rank(self.sections.get(what, ()) if what else (), retrieved_doc_ids)
 
 
 def _sections(passage: Passage) -> list[tuple[Source, str]]:

@@ -180,3 +180,13 @@ def test_define_tells_the_tuner_what_answer_gives(tmp_path: Path) -> None:
     defined = engine.define("what is an insulinoma?")
     assert defined is not None and defined.text == engine.answer("what is an insulinoma?").text
     assert engine.define("Can an insulinoma cause low blood sugar?") is None
+
+
+def test_a_document_about_the_term_comes_first_even_when_its_opening_is_a_question() -> None:
+    opening = passage("gard-x.md", "Insulinoma", "What are the signs and symptoms of Insulinoma? A list.")
+    later = passage("gard-x.md", "Insulinoma", "An insulinoma is a tumor of the pancreas.", start=60)
+    other = passage("niddk-hypo.md", "Hypoglycemia", "Insulinomas are insulin-producing tumors.")
+    definitions = Definitions.from_passages([opening, later, other])
+
+    sources = definitions.sources("what is an insulinoma?", ["niddk-hypo.md", "gard-x.md"])
+    assert [s.passage.doc_id for s in sources] == ["gard-x.md", "niddk-hypo.md"]
