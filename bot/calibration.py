@@ -271,8 +271,8 @@ def fit(
     The threshold comes from predictions on documents the model did not see, applied as the engine
     applies them (each question answered with its likeliest candidate), so the precision it promises is
     what new documents get, not the flattering in-sample figure. ``always_answered``: questions the
-    engine answers without the threshold (definition answers); they count in the precision the
-    threshold reaches, not in the fit.
+    engine answers without the threshold (``AnswerEngine.direct_answer``); they count in the precision
+    the threshold reaches, not in the fit.
     """
     if not outcomes:
         raise CalibrationError("no questions to calibrate on")

@@ -272,9 +272,7 @@ def ask(
     questions: Annotated[
         Path | None,
         typer.Option(
-            "--questions",
-            exists=True,
-            dir_okay=False,
+            "--questions", exists=True, dir_okay=False,
             help='A file of questions: one a line, or JSON Lines with a "question" each.',
         ),  # fmt: skip
     ] = None,

@@ -367,7 +367,7 @@ class AnswerEngine:
         readings = tuple(reader.read(question, contexts, top_k=spans)) if retrieved else ()
         return Evidence(retrieved, readings, retrieval_ms, _ms_since(started))
 
-    def define(self, question: str) -> Answer | None:
+    def direct_answer(self, question: str) -> Answer | None:
         """The answer ``answer()`` gives ``question`` from where the documents answer it directly (a
         definition, a document's own question), or None when it takes the ordinary path
         (``bench/tune_engine.py`` scores both paths as the engine serves them)."""

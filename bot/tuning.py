@@ -15,7 +15,7 @@ For each k:
 - the threshold is the lowest one whose out-of-fold answers reach the target precision.
 
 Questions the engine answers directly, where the documents define the term or ask the question
-themselves (``AnswerEngine.define``: ``bot.definitions``, ``bot.headings``), never meet the threshold:
+themselves (``AnswerEngine.direct_answer``: ``bot.definitions``, ``bot.headings``), never meet the threshold:
 they are left out of the fit, and counted, right or wrong, as answers in the threshold's precision and
 in every figure (the target is the precision of all the bot's answers).
 
@@ -70,7 +70,7 @@ class Observed:
     golds: tuple[str, ...]
     retrieved: tuple[ScoredPassage, ...]
     readings: tuple[Reading, ...]
-    defined: str | None = None  # the engine's direct answer (AnswerEngine.define); None: ordinary path
+    direct: str | None = None  # the engine's direct answer (AnswerEngine.direct_answer); None: ordinary path
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,10 @@ def is_right(text: str, golds: Sequence[str]) -> bool:
 
 def outcomes(observed: Sequence[Observed], k: int) -> list[Outcome]:
     """Every candidate (one per passage with a span) of every question at k that takes the calibrated
-    path (a definition answer never meets the threshold, so it is neither fitted nor thresholded)."""
+    path (a direct answer never meets the threshold, so it is not fitted on)."""
     result = []
     for q in observed:
-        if q.defined is not None:
+        if q.direct is not None:
             continue
         candidates = rank_candidates(q.retrieved[:k], q.readings[:k], retrieval_weight=0.0)
         if not candidates:  # nothing read: the engine declines; one featureless, unsure candidate
@@ -103,27 +103,27 @@ def outcomes(observed: Sequence[Observed], k: int) -> list[Outcome]:
     return result
 
 
-def definition_outcomes(observed: Sequence[Observed]) -> list[Outcome]:
+def direct_outcomes(observed: Sequence[Observed]) -> list[Outcome]:
     """The questions the engine answers directly: always answered, right or not."""
     return [
-        Outcome(q.id, q.document, bool(q.golds), is_right(q.defined, q.golds), {}, q.defined)
+        Outcome(q.id, q.document, bool(q.golds), is_right(q.direct, q.golds), {}, q.direct)
         for q in observed
-        if q.defined is not None
+        if q.direct is not None
     ]
 
 
-def with_definitions(
+def with_direct_answers(
     observed: Sequence[Observed], chosen: list[Outcome], probabilities: list[float]
 ) -> tuple[list[Outcome], list[float]]:
     """Every question's answer as the engine gives it: the calibrated path's chosen candidates and the
     direct answers (probability 1: above any threshold)."""
-    defined = definition_outcomes(observed)
-    return [*chosen, *defined], [*probabilities, *[1.0] * len(defined)]
+    direct = direct_outcomes(observed)
+    return [*chosen, *direct], [*probabilities, *[1.0] * len(direct)]
 
 
 def score_setting(observed: Sequence[Observed], k: int, target: float) -> SettingScore:
     outs = outcomes(observed, k)
-    chosen, probabilities = with_definitions(observed, *best_per_question(outs, out_of_fold(outs)))
+    chosen, probabilities = with_direct_answers(observed, *best_per_question(outs, out_of_fold(outs)))
     threshold = threshold_for_precision(probabilities, chosen, target)
     answerable = sum(o.answerable for o in chosen) or 1
     return SettingScore(
@@ -146,7 +146,7 @@ def choose(scores: Sequence[SettingScore]) -> SettingScore:
 def risk_coverage(observed: Sequence[Observed], k: int) -> list[Coverage]:
     """Out-of-fold figures at the thresholds that reach each precision in PRECISIONS, and answering all."""
     outs = outcomes(observed, k)
-    chosen, probabilities = with_definitions(observed, *best_per_question(outs, out_of_fold(outs)))
+    chosen, probabilities = with_direct_answers(observed, *best_per_question(outs, out_of_fold(outs)))
     rows = [
         coverage_at(probabilities, chosen, threshold_for_precision(probabilities, chosen, p))
         for p in PRECISIONS
@@ -158,7 +158,7 @@ def fit_calibration(observed: Sequence[Observed], k: int, target: float, fitted_
     outs = outcomes(observed, k)
     return fit(
         outs, top_k=k, retrieval_weight=0.0, target_precision=target, fitted_on=fitted_on,
-        always_answered=definition_outcomes(observed),
+        always_answered=direct_outcomes(observed),
     )  # fmt: skip
 
 
@@ -168,7 +168,7 @@ def chosen_answers(
     """Each question's chosen candidate under ``calibration``, and whether it is given as the answer."""
     outs = outcomes(observed, k)
     chosen, probabilities = best_per_question(outs, [calibration.probability(o.features) for o in outs])
-    chosen, probabilities = with_definitions(observed, chosen, probabilities)
+    chosen, probabilities = with_direct_answers(observed, chosen, probabilities)
     return [(o, p >= calibration.threshold) for o, p in zip(chosen, probabilities, strict=True)]
 
 
@@ -216,11 +216,11 @@ def observe(engine: AnswerEngine, examples: Sequence[SquadExample]) -> list[Obse
     for n, example in enumerate(examples, 1):
         evidence = engine.gather(example.question, K_MAX)
         golds = tuple(a.text for a in example.answers)
-        defined = engine.define(example.question)
+        direct = engine.direct_answer(example.question)
         observed.append(
             Observed(
                 example.id, example.title, golds, evidence.retrieved, evidence.readings,
-                defined.text if defined is not None else None,
+                direct.text if direct is not None else None,
             )  # fmt: skip
         )
         if n % 50 == 0:

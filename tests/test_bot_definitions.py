@@ -175,11 +175,11 @@ def test_other_questions_take_the_ordinary_path(tmp_path: Path) -> None:
     assert reader.calls == [("Can a tumor cause low blood sugar?", 2)]
 
 
-def test_define_tells_the_tuner_what_answer_gives(tmp_path: Path) -> None:
+def test_direct_answer_tells_the_tuner_what_answer_gives(tmp_path: Path) -> None:
     engine = engine_with(tmp_path, FakeReader({"insulinoma": "a tumor of the pancreas"}))
-    defined = engine.define("what is an insulinoma?")
+    defined = engine.direct_answer("what is an insulinoma?")
     assert defined is not None and defined.text == engine.answer("what is an insulinoma?").text
-    assert engine.define("Can an insulinoma cause low blood sugar?") is None
+    assert engine.direct_answer("Can an insulinoma cause low blood sugar?") is None
 
 
 def test_a_document_about_the_term_comes_first_even_when_its_opening_is_a_question() -> None:

@@ -203,7 +203,7 @@ def test_the_tuner_reads_more_passages_when_the_answer_hides_lower(tuner: Module
     assert 0.0 <= held["right"] <= 1.0 and held["declined_unanswerable"] > 0.5
 
 
-def test_definition_answers_count_in_the_figures_but_not_in_the_fit(tuner: ModuleType) -> None:
+def test_direct_answers_count_in_the_figures_but_not_in_the_fit(tuner: ModuleType) -> None:
     plain = _observed(tuner)
     # Three answerable questions the engine answers from a definition: two right, one wrong; their
     # readings would have been wrong, so the calibrated path would not have got them right.
