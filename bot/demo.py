@@ -69,7 +69,7 @@ def render(question: str, answer: Answer) -> Panel:
     lines = []
     if answer.text is not None:
         lines.append(f"[bold]{answer.text}[/bold]")
-        if answer.sentence:
+        if answer.sentence and answer.sentence != answer.text:
             lines.append(f"\n“{answer.sentence}”")
         lines.append(f"\nSource: {answer.title} {answer.source or ''}")
     else:

@@ -93,6 +93,12 @@ def test_long_sentence_is_cut_but_never_the_link() -> None:
     assert "…" in text and "<b>&" not in text.split("\n\n")[1]
 
 
+def test_an_answer_that_is_its_whole_sentence_is_not_quoted_twice() -> None:
+    intro = "The Human Phenotype Ontology provides the following list of signs and symptoms for X."
+    assert formatting.format_answer(make_answer(intro, intro)).count("Human Phenotype Ontology") == 1
+    assert "<i>“A sentence.”</i>" in formatting.format_answer(make_answer("an answer", "A sentence."))
+
+
 def test_overlong_answer_and_title_are_shortened() -> None:
     text = formatting.format_answer(make_answer("x" * 5000, "A sentence.", title="t" * 5000))
     assert len(text) <= formatting.MAX_MESSAGE_CHARS
