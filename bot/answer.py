@@ -35,7 +35,8 @@ class Answer:
         source: ``passage.source`` (None without a passage or when the document gives none).
         timings: where the time went.
         retrieved: every passage retrieved for the question, best first (for the store, so that
-            ``export-feedback`` can rebuild the reader's contexts).
+            ``export-feedback`` can rebuild the reader's contexts), then the passage a direct answer was
+            read from when retrieval did not rank it.
         passages_read: how many passages the reader read for this answer.
         basis: how it was found: ``reader`` (retrieved passages read, calibrated decision),
             ``definition`` (read where the documents define the term asked about: ``bot.definitions``)

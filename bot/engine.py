@@ -395,6 +395,10 @@ class AnswerEngine:
                     continue
             span = dataclasses.replace(span, start=source.start + span.start, end=source.start + span.end)
             passage = source.passage
+            if all(sp.passage.id != passage.id for sp in retrieved):
+                # The store logs the passages an answer was read from, so that export-feedback shows an
+                # admin the one this answer came from, even when retrieval did not rank it.
+                retrieved = (*retrieved, ScoredPassage(passage, 0.0))
             return Answer(
                 span.text,
                 DIRECT_CONFIDENCE[basis],

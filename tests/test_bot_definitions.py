@@ -154,6 +154,19 @@ def test_a_definition_question_is_answered_from_the_defining_sentence(tmp_path: 
     assert answer.sentence == "An insulinoma is a tumor of the pancreas."
     assert DEFINED.text[answer.span.start : answer.span.end] == answer.text  # offsets in the passage
     assert reader.calls == [("What's an insulinoma?", 1)]  # one short read instead of the top k
+    assert DEFINED in [sp.passage for sp in answer.retrieved]  # logged, for export-feedback
+
+
+def test_an_unretrieved_passage_a_direct_answer_came_from_is_logged_too(tmp_path: Path) -> None:
+    index = FakeIndex([OTHER, DEFINED])
+    engine = AnswerEngine.from_settings(
+        make_settings(tmp_path), reader=FakeReader({"insulinoma": "a tumor of the pancreas"}), index=index
+    )
+    engine.warm_up()  # the definitions are built from all passages here
+    index.passages = [OTHER]  # from now on retrieval does not find DEFINED
+    answer = engine.answer("What's an insulinoma?")
+    assert answer.passage == DEFINED
+    assert [sp.passage for sp in answer.retrieved] == [OTHER, DEFINED]
 
 
 def test_a_definition_source_without_a_convincing_span_falls_back_to_the_ordinary_path(
