@@ -17,16 +17,19 @@ lookup table; no model, no telegram.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from retrieval import Passage
 from retrieval.passages import split_sentences
+from retrieval.synonyms import SynonymTable
 
 # "what is X", "what's X", "what is (are) X" (MedQuAD's form), "what does X mean", "define X", ...
 _QUESTION = re.compile(
-    r"""^\s*(?:(?:so|ok|okay|hi|hey|hello|um+|and|but)[\s,]+)*
+    r"""^\s*(?:[^,;:?.!]{1,60}[,;:]\s+)?  # "sorry newbie q, what does hypo mean"
+    (?:(?:so|ok|okay|hi|hey|hello|um+|and|but)[\s,]+)*
     (?:
         (?:what\s*(?:is\s*\(are\)|is|are|'s|’s)|whats|define|definition\s+of|meaning\s+of
            |what\s+is\s+meant\s+by|tell\s+me\s+about|explain)\s+(?P<topic>.+?)
@@ -39,13 +42,15 @@ _FILLER = re.compile(
     r"\b(?:exactly|actually|really|please|again|anyway|in\s+(?:simple|plain|easy)\s+(?:words|terms|english))\b",
     re.IGNORECASE,
 )
-# A sentence that defines its subject: "<subject> [(<ABBR>)] [, also called <alias>,] is|are|means ...".
+# A sentence that defines its subject: "<subject> [(<ABBR>)] [, also called <alias>,] is|are|means ...",
+# but not "<subject> is likely due to ..." or "is caused by ...", which say something else about it.
 _DEFINING = re.compile(
     r"""^(?:summary\s*:\s*)?(?:the\s+term\s+)?["“]?(?P<subject>[^"”,;:()?!.]{2,80}?)["”]?\s*
     (?:\((?P<abbreviation>[^()]{1,20})\)\s*)?
     (?:,\s*(?:also\s+(?:called|known\s+as)|formerly\s+called|which\s+is\s+also\s+known\s+by\s+the\s+acronym)
         \s+(?P<alias>[^,]{1,60}),\s*)?
-    \b(?:is|are|means|refers\s+to)\s+\S""",
+    \b(?:(?:is|are)\s+(?!(?:likely|unlikely|not|unknown|due|caused|possible|important|expensive)\b)
+       |means\s+|refers\s+to\s+)\S""",
     re.IGNORECASE | re.VERBOSE,
 )
 _WORD = re.compile(r"[a-z0-9]+")
@@ -130,14 +135,18 @@ class Definitions:
         openings: term key -> the first passage of each document whose title is that term (unless it
             opens with a question).
         documents: term key -> the ids of the documents whose title is that term.
+        synonyms: term key -> the keys of the terms the index's synonym table says mean the same
+            ("t1d" -> "type 1 diabetes", "juvenile diabetes", ...): their sources come after the
+            term's own.
     """
 
     sentences: dict[frozenset[str], tuple[Source, ...]]
     openings: dict[frozenset[str], tuple[Source, ...]]
     documents: dict[frozenset[str], frozenset[str]]
+    synonyms: dict[frozenset[str], tuple[frozenset[str], ...]] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_passages(cls, passages: Iterable[Passage]) -> Definitions:
+    def from_passages(cls, passages: Iterable[Passage], synonyms: SynonymTable | None = None) -> Definitions:
         sentences: dict[frozenset[str], list[Source]] = {}
         first: dict[str, Passage] = {}
         seen: set[tuple[str, int]] = set()  # overlapping passages repeat a sentence: keep its first
@@ -161,6 +170,7 @@ class Definitions:
             {key: tuple(found) for key, found in sentences.items()},
             {key: tuple(found) for key, found in openings.items()},
             {key: frozenset(ids) for key, ids in documents.items()},
+            _equivalent_terms(synonyms.terms if synonyms is not None else ()),
         )
 
     @classmethod
@@ -180,6 +190,13 @@ class Definitions:
         topic = definition_topic(question)
         if topic is None:
             return []
+        return [
+            source
+            for term in (topic, *self.synonyms.get(topic, ()))
+            for source in self._sources_for(term, retrieved_doc_ids)
+        ]
+
+    def _sources_for(self, topic: frozenset[str], retrieved_doc_ids: Sequence[str]) -> list[Source]:
         about = self.documents.get(topic, frozenset())
         defining = self.sentences.get(topic, ())
         return [
@@ -187,6 +204,16 @@ class Definitions:
             *by_retrieval_rank(self.openings.get(topic, ()), retrieved_doc_ids),
             *by_retrieval_rank([s for s in defining if s.passage.doc_id not in about], retrieved_doc_ids),
         ]
+
+
+def _equivalent_terms(groups: Iterable[Sequence[str]]) -> dict[frozenset[str], tuple[frozenset[str], ...]]:
+    """Term key -> the keys of the other terms of its synonym groups, in the file's order."""
+    equivalents: dict[frozenset[str], list[frozenset[str]]] = {}
+    for group in groups:
+        keys = list(dict.fromkeys(k for k in (term_key(term) for term in group) if k))
+        for key in keys:
+            equivalents.setdefault(key, []).extend(k for k in keys if k != key)
+    return {key: tuple(dict.fromkeys(others)) for key, others in equivalents.items()}
 
 
 def by_retrieval_rank(sources: Iterable[Source], retrieved_doc_ids: Sequence[str]) -> list[Source]:

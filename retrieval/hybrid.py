@@ -25,6 +25,7 @@ from retrieval.encoder import TextEncoder
 from retrieval.errors import SettingsError
 from retrieval.index import BM25Index, top_k_order
 from retrieval.passages import Passage, ScoredPassage
+from retrieval.synonyms import SynonymTable
 
 RetrievalMode = Literal["bm25", "dense", "hybrid"]
 MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
@@ -123,6 +124,10 @@ class HybridIndex:
     @property
     def manifest(self):  # noqa: ANN201 - IndexManifest; typed at the BM25 index
         return self.bm25.manifest
+
+    @property
+    def synonyms(self) -> SynonymTable:
+        return self.bm25.synonyms
 
     def __len__(self) -> int:
         return len(self.bm25)

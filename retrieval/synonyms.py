@@ -22,10 +22,12 @@ class SynonymTable:
         groups: each group's phrases (token tuples), in file order.
         spelled: each group's phrase as written out for a reader (its first term of several words, else
             its first term): what an abbreviation means, for the sentence encoder.
+        terms: each group's terms as written in the file (the bot matches defined terms on them).
     """
 
     groups: tuple[tuple[Phrase, ...], ...] = ()
     spelled: tuple[str, ...] = ()
+    terms: tuple[tuple[str, ...], ...] = ()
 
     @classmethod
     def from_lines(cls, lines: list[str], where: str = "<synonyms>") -> SynonymTable:
@@ -43,6 +45,7 @@ class SynonymTable:
         """
         groups = []
         spelled = []
+        written = []
         for number, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -59,7 +62,8 @@ class SynonymTable:
                     logger.warning("%s:%d: %r is only stop words; ignored", where, number, term)
             groups.append(tuple(dict.fromkeys(phrases)))
             spelled.append(next((t for t in terms if " " in t), terms[0]))
-        return cls(tuple(groups), tuple(spelled))
+            written.append(tuple(terms))
+        return cls(tuple(groups), tuple(spelled), tuple(written))
 
     @classmethod
     def load(cls, path: Path) -> SynonymTable:

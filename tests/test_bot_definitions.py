@@ -10,6 +10,7 @@ import pytest
 from bot.definitions import Definitions, defined_terms, definition_topic, term_key
 from bot.engine import DIRECT_CONFIDENCE, AnswerEngine
 from retrieval import Passage
+from retrieval.synonyms import SynonymTable
 from tests.bot_fakes import FakeIndex, FakeReader, make_settings
 
 
@@ -27,6 +28,8 @@ def passage(doc_id: str, title: str, text: str, start: int = 0) -> Passage:
         ("what are triglycerides?", "triglyceride"),
         ("hi, what is familial hyperinsulinism in simple words", "familial hyperinsulinism"),
         ("What does DIDMOAD mean?", "didmoad"),
+        ("sorry newbie q, what does hypo actually mean", "hypo"),
+        ("my mum has diabetes: what is metformin?", "metformin"),
         ("define prediabetes", "prediabetes"),
         ("Tell me about Wolfram syndrome.", "wolfram syndrome"),
     ],
@@ -77,6 +80,8 @@ def test_term_keys_ignore_order_articles_and_plurals() -> None:
         ("It is a rare condition.", []),  # a pronoun defines nothing
         ("Insulin resistance can lead to type 2 diabetes.", []),  # says something, defines nothing
         ("What are the signs and symptoms of Insulinoma?", []),
+        ("Nerve damage is likely due to a combination of factors:", []),  # says why, not what
+        ("Type 2 diabetes is caused by insulin resistance.", []),
     ],
 )
 def test_defining_sentences_name_what_they_define(sentence: str, terms: list[str]) -> None:
@@ -203,3 +208,26 @@ def test_a_document_about_the_term_comes_first_even_when_its_opening_is_a_questi
 
     sources = definitions.sources("what is an insulinoma?", ["niddk-hypo.md", "gard-x.md"])
     assert [s.passage.doc_id for s in sources] == ["gard-x.md", "niddk-hypo.md"]
+
+
+def test_a_term_defined_only_under_a_synonym_is_read_there() -> None:
+    synonyms = SynonymTable.from_lines(
+        ["t1d, t1dm, type 1 diabetes", "nerve damage, neuropathy, diabetic neuropathy"]
+    )
+    definitions = Definitions.from_passages(
+        [
+            passage("ghr-t1d.md", "type 1 diabetes", "Type 1 diabetes is a disorder of high blood sugar."),
+            passage("a.md", "A", "Nerve damage is a problem. Diabetic neuropathy is a nerve disorder."),
+        ],
+        synonyms,
+    )
+
+    assert [s.text for s in definitions.sources("what is T1D?")] == [
+        "Type 1 diabetes is a disorder of high blood sugar.",
+        "Type 1 diabetes is a disorder of high blood sugar.",  # and the opening of the page about it
+    ]
+    # The term's own sources first, then each synonym's: the engine reads on until one convinces.
+    assert [s.text for s in definitions.sources("what's neuropathy")] == [
+        "Nerve damage is a problem.",
+        "Diabetic neuropathy is a nerve disorder.",
+    ]

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from finetune.types import Reading, Span
 from retrieval import Passage, ScoredPassage
 from retrieval.passages import content_id
+from retrieval.synonyms import SynonymTable
 
 STOPWORDS = frozenset(
     ["a", "an", "and", "are", "can", "do", "does", "how", "i", "in", "is", "it", "my", "of", "on", "or"]
@@ -72,6 +73,7 @@ class FakeIndex:
 
     def __init__(self, passages: Sequence[Passage] | None = None):
         self.passages = list(passages if passages is not None else corpus_passages())
+        self.synonyms = SynonymTable()  # none: the fake index matches words only
         self.queries: list[str] = []
 
     def search(self, query: str, top_k: int = 5) -> list[ScoredPassage]:
