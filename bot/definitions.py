@@ -185,7 +185,8 @@ class Definitions:
         2. the opening passage of a document about it (MedQuAD's "What is (are) X?" answer is there);
         3. sentences defining the term in other documents.
 
-        Within each group: the document retrieval ranks higher first, then document order.
+        Within each group: the document retrieval ranks higher first, then document order. Then the
+        same for each synonym of the term (``synonyms``).
         """
         topic = definition_topic(question)
         if topic is None:
