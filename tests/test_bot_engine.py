@@ -178,11 +178,16 @@ def test_reindex_builds_and_serves_the_new_documents(tmp_path: Path) -> None:
     build_index(docs, settings.index_dir)
     engine = AnswerEngine.from_settings(settings, reader=FakeReader({"stevia": "leaves of the plant"}))
     assert engine.answer("What is stevia made from?").passage is None
+    assert engine.answer("what is stevia?").basis == "reader"  # no page defines it yet
     (docs / "stevia.md").write_text("# Stevia\n\nStevia is a sweetener made from the leaves of the plant.\n")
     report = engine.reindex()
     assert (report.documents, report.skipped) == (4, [])
     answer = engine.answer("What is stevia made from?")
     assert answer.text == "leaves of the plant" and answer.title == "Stevia" and answer.source is None
+    # The direct answers are rebuilt with the index: the new page's defining sentence answers.
+    defined = engine.answer("what is stevia?")
+    assert defined.basis == "definition"
+    assert defined.sentence == "Stevia is a sweetener made from the leaves of the plant."
 
 
 def test_reindex_rebuilds_the_index_that_reload_serves(tmp_path: Path) -> None:
