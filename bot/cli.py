@@ -237,8 +237,9 @@ def answer_text(answer: Answer) -> str:
     if not answer.answered:
         closest = f"\n  closest passage: {source}" if answer.passage else ""
         return f"(no answer in the documents; confidence {answer.confidence:.2f}){closest}"
+    quote = f"\n  “{answer.sentence}”" if answer.sentence != answer.text else ""  # not the answer twice
     return (
-        f"{answer.text}\n  “{answer.sentence}”\n  source: {source}\n"
+        f"{answer.text}{quote}\n  source: {source}\n"
         f"  confidence {answer.confidence:.2f}, {answer.timings.total_ms:.0f} ms"
     )
 

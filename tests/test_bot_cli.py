@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot import cli
+from bot.answer import Answer, Timings
 from bot.calibration import Calibration
 from bot.config import SHIPPED_MODEL_DIR
 from bot.engine import AnswerEngine
@@ -78,6 +79,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # --- bot ask ----------------------------------------------------------------------------------
+
+
+def test_the_terminal_answer_quotes_its_sentence_unless_the_answer_is_that_sentence() -> None:
+    def answer(text: str, sentence: str) -> Answer:
+        return Answer(text, 0.9, None, None, sentence, "T", None, Timings(1.0, 1.0, 2.0))
+
+    assert "“A tumor is here.”" in cli.answer_text(answer("a tumor", "A tumor is here."))
+    assert cli.answer_text(answer("The list follows.", "The list follows.")).count("The list follows.") == 1
 
 
 @pytest.mark.usefixtures("fake_engine", "indexed")
