@@ -59,3 +59,9 @@ class Answer:
     def answered(self) -> bool:
         """True when the engine found an answer above the confidence threshold."""
         return self.text is not None
+
+    @property
+    def quote(self) -> str | None:
+        """The sentence to show under the answer: None when there is none, or when it is the answer
+        itself (a table's introduction, ``bot.headings``), which is not shown twice."""
+        return self.sentence if self.sentence and self.sentence != self.text else None

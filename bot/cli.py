@@ -237,7 +237,7 @@ def answer_text(answer: Answer) -> str:
     if not answer.answered:
         closest = f"\n  closest passage: {source}" if answer.passage else ""
         return f"(no answer in the documents; confidence {answer.confidence:.2f}){closest}"
-    quote = f"\n  “{answer.sentence}”" if answer.sentence != answer.text else ""  # not the answer twice
+    quote = f"\n  “{answer.quote}”" if answer.quote else ""
     return (
         f"{answer.text}{quote}\n  source: {source}\n"
         f"  confidence {answer.confidence:.2f}, {answer.timings.total_ms:.0f} ms"

@@ -69,8 +69,8 @@ def render(question: str, answer: Answer) -> Panel:
     lines = []
     if answer.text is not None:
         lines.append(f"[bold]{answer.text}[/bold]")
-        if answer.sentence and answer.sentence != answer.text:
-            lines.append(f"\n“{answer.sentence}”")
+        if answer.quote:
+            lines.append(f"\n“{answer.quote}”")
         lines.append(f"\nSource: {answer.title} {answer.source or ''}")
     else:
         lines.append("I could not find an answer to that in our documents.")

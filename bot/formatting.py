@@ -267,9 +267,7 @@ def format_answer(answer: Answer, limit: int = MAX_MESSAGE_CHARS) -> str:
     if not answer.answered:
         return format_no_answer(answer, limit)
     head = f"<b>{escape_within(answer.text or '', MAX_ANSWER_CHARS)}</b>"
-    # An answer that is a whole sentence (a table's introduction, bot.headings) is not quoted twice.
-    quote = answer.sentence if answer.sentence != answer.text else None
-    return _with_quote(head, quote, source_line(answer.title, answer.source), limit)
+    return _with_quote(head, answer.quote, source_line(answer.title, answer.source), limit)
 
 
 def format_no_answer(answer: Answer, limit: int = MAX_MESSAGE_CHARS) -> str:
