@@ -217,6 +217,14 @@ def best_per_question(
     return [o for o, _ in chosen], [p for _, p in chosen]
 
 
+def with_always_answered(
+    chosen: Sequence[Outcome], probabilities: Sequence[float], always_answered: Sequence[Outcome]
+) -> tuple[list[Outcome], list[float]]:
+    """The chosen candidates and the questions answered without the threshold, those at probability 1
+    (above any threshold), so that coverage and precision count them as the engine gives them."""
+    return [*chosen, *always_answered], [*probabilities, *[1.0] * len(always_answered)]
+
+
 def _matrix(outcomes: Sequence[Outcome], names: Sequence[str]) -> np.ndarray:
     return np.array([[o.features[n] for n in names] for o in outcomes], dtype=np.float64)
 
@@ -276,9 +284,9 @@ def fit(
     """
     if not outcomes:
         raise CalibrationError("no questions to calibrate on")
-    chosen, probabilities = best_per_question(outcomes, out_of_fold(outcomes, folds))
-    chosen = [*chosen, *always_answered]
-    probabilities = [*probabilities, *[1.0] * len(always_answered)]
+    chosen, probabilities = with_always_answered(
+        *best_per_question(outcomes, out_of_fold(outcomes, folds)), always_answered
+    )
     threshold = threshold_for_precision(probabilities, chosen, target_precision)
     x = _matrix(outcomes, FEATURES)
     y = np.array([o.right for o in outcomes], dtype=np.int64)

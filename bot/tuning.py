@@ -46,6 +46,7 @@ from bot.calibration import (
     fit,
     out_of_fold,
     threshold_for_precision,
+    with_always_answered,
 )
 from bot.config import Settings
 from bot.engine import AnswerEngine
@@ -117,8 +118,7 @@ def with_direct_answers(
 ) -> tuple[list[Outcome], list[float]]:
     """Every question's answer as the engine gives it: the calibrated path's chosen candidates and the
     direct answers (probability 1: above any threshold)."""
-    direct = direct_outcomes(observed)
-    return [*chosen, *direct], [*probabilities, *[1.0] * len(direct)]
+    return with_always_answered(chosen, probabilities, direct_outcomes(observed))
 
 
 def score_setting(observed: Sequence[Observed], k: int, target: float) -> SettingScore:
