@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from retrieval.errors import RetrievalError
@@ -20,14 +21,17 @@ class SynonymTable:
 
     Attributes:
         groups: each group's phrases (token tuples), in file order.
-        spelled: each group's phrase as written out for a reader (its first term of several words, else
-            its first term): what an abbreviation means, for the sentence encoder.
         terms: each group's terms as written in the file (the bot matches defined terms on them).
     """
 
     groups: tuple[tuple[Phrase, ...], ...] = ()
-    spelled: tuple[str, ...] = ()
     terms: tuple[tuple[str, ...], ...] = ()
+
+    @cached_property  # spell_out runs on every dense query
+    def spelled(self) -> tuple[str, ...]:
+        """Each group's phrase as written out for a reader (its first term of several words, else its
+        first term): what an abbreviation means, for the sentence encoder."""
+        return tuple(next((t for t in terms if " " in t), terms[0]) for terms in self.terms)
 
     @classmethod
     def from_lines(cls, lines: list[str], where: str = "<synonyms>") -> SynonymTable:
@@ -44,7 +48,6 @@ class SynonymTable:
             RetrievalError: a line with fewer than two terms.
         """
         groups = []
-        spelled = []
         written = []
         for number, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
@@ -61,9 +64,8 @@ class SynonymTable:
                 else:
                     logger.warning("%s:%d: %r is only stop words; ignored", where, number, term)
             groups.append(tuple(dict.fromkeys(phrases)))
-            spelled.append(next((t for t in terms if " " in t), terms[0]))
             written.append(tuple(terms))
-        return cls(tuple(groups), tuple(spelled), tuple(written))
+        return cls(tuple(groups), tuple(written))
 
     @classmethod
     def load(cls, path: Path) -> SynonymTable:
