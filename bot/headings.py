@@ -27,15 +27,16 @@ from retrieval.passages import split_sentences
 # singular). "genetic testing" is not "inherited": only the stems below count.
 KINDS: dict[str, tuple[str, ...]] = {
     "symptoms": ("symptom", "sign"),
-    "causes": ("cause", "caused"),
+    "causes": ("cause",),
     "treatment": ("treat", "therap", "manag"),
     "diagnosis": ("diagnos",),
     "inheritance": ("inherit",),
 }
-# Words that carry no subject: question words, function words, and how members pad their questions.
+# Words that carry no subject: question words, function words, and how members pad their questions
+# (as ``term_key`` writes them: "does" is "doe").
 _NOT_SUBJECT = frozenset(
     """
-    what how is are do doe does can could might may who when where why which should be been
+    what how is are do doe can could might may who when where why which should be been
     there any of for to with in on and or a an the my i me we our your you people person
     someone it this that main common usual usually typical typically available best way
     """.split()  # noqa: SIM905 - a word list reads better than 60 quoted strings
