@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.config import SHIPPED_MODEL_DIR
+from bot.fusion import margin
 from bot.tuning import Observed, read_all
 from finetune.export import ensure_export
 from finetune.reader import Reader
@@ -84,7 +85,7 @@ def read(reader: Reader, questions: dict[str, str], observed: Sequence[Observed]
 
 
 def best_span(span_lists: Sequence[Reading]) -> str | None:
-    margins = [(s.score - r.no_answer_score, s.text) for r in span_lists for s in r.spans[:1]]
+    margins = [(margin(s, r), s.text) for r in span_lists for s in r.spans[:1]]
     return max(margins)[1] if margins else None
 
 
