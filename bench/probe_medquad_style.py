@@ -13,9 +13,9 @@ Usage:
     .venv/bin/python bench/probe_medquad_style.py [var/probe-medquad.jsonl]   # rows written there
 """
 
+import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 from bot.config import Settings
@@ -61,6 +61,15 @@ def outcome(answer, item: dict) -> str:  # noqa: ANN001 - bot.answer.Answer
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "out",
+        nargs="?",
+        type=Path,
+        default=Path("var/probe-medquad.jsonl"),
+        help="where the rows are written (JSON lines)",
+    )
+    out = parser.parse_args().out
     items = probe_questions(Path("data/docs"))
     engine = AnswerEngine.from_settings(Settings())
     engine.warm_up()
@@ -86,7 +95,6 @@ def main() -> int:
             f"  {kind} ({len(sub)}): "
             + ", ".join(f"{o} {sum(r['outcome'] == o for r in sub)}" for o in OUTCOMES)
         )
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "var/probe-medquad.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     return 0
