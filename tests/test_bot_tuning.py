@@ -228,6 +228,22 @@ def test_direct_answers_count_in_the_figures_but_not_in_the_fit(tuner: ModuleTyp
     assert answered == [True, True, True]  # answered whatever the threshold
 
 
+def test_a_tally_counts_what_members_would_get_and_adds_up_across_folds(tuner: ModuleType) -> None:
+    observed = _observed(tuner)
+    calibration = tuner.fit_calibration(observed, 3, 0.9)
+    answers = tuner.chosen_answers(observed, 3, calibration)
+    total = tuner.tally(observed, 3, calibration)
+    assert total.answerable + total.unanswerable == len(observed) == 60
+    assert total.answered == sum(given for _, given in answers)
+    assert total.right == sum(given and o.right for o, given in answers) <= total.right_answering_all
+    figures = total.figures()
+    assert figures["right"] == pytest.approx(total.right / 48)
+    assert figures["precision"] == pytest.approx(total.right / total.answered)
+    halves = tuner.tally(observed[:30], 3, calibration) + tuner.tally(observed[30:], 3, calibration)
+    assert halves == total
+    assert tuner.Tally().figures()["precision"] == 1.0  # nothing answered: nothing wrong said
+
+
 def test_is_right_is_f1_at_least_a_half(tuner: ModuleType) -> None:
     assert tuner.is_right("high blood sugar", ["high blood sugar levels"])
     assert not tuner.is_right("sugar", ["high blood sugar levels"])

@@ -10,9 +10,14 @@ collapsed, NFKC), ``answer`` is an exact substring of that paragraph ("" for an 
 and ``occurrence`` (default 1) picks which occurrence of the answer text is meant. Computing
 ``answer_start`` here, instead of by hand, is what keeps every offset exact.
 
+``test/*.jsonl`` holds test questions in the same format: members' questions about the *train*
+documents, never trained on (``bench/probe_member_questions.py`` asks them). The dev set tells how the
+bot does on documents its reader never saw; this one tells how it does on the documents it serves, which
+is where members' questions land. Never copy these records into ``src/``.
+
 Usage:
     python data/diabetes-qa/build.py paragraphs            # data/diabetes-qa/paragraphs.jsonl
-    python data/diabetes-qa/build.py build                 # train.json and dev.json
+    python data/diabetes-qa/build.py build                 # train.json, dev.json and test.json
 """
 
 from __future__ import annotations
@@ -55,16 +60,16 @@ def dump_paragraphs() -> None:
     print(f"wrote {out}")
 
 
-def load_records() -> list[dict]:
+def load_records(folder: str = "src") -> list[dict]:
     records = []
-    for src in sorted((HERE / "src").glob("*.jsonl")):
+    for src in sorted((HERE / folder).glob("*.jsonl")):
         for n, line in enumerate(src.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     sys.exit(f"{src.name}:{n}: bad JSON: {e}")
-                rec["_where"] = f"{src.name}:{n}"
+                rec["_where"] = f"{folder}/{src.name}:{n}"
                 records.append(rec)
     return records
 
@@ -81,9 +86,11 @@ def answer_start(context: str, answer: str, occurrence: int, where: str) -> int:
 def build() -> None:
     dev_docs = set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
     docs = {p.name: read_doc(p) for p in DOCS.glob("*.md")}
-    sides: dict[str, dict] = {"train": defaultdict(list), "dev": defaultdict(list)}
+    sides: dict[str, dict] = {"train": defaultdict(list), "dev": defaultdict(list), "test": defaultdict(list)}
     seen: set[str] = set()
-    for rec in load_records():
+    test = load_records("test")
+    test_ids = {rec["id"] for rec in test}
+    for rec in load_records() + test:
         where = rec["_where"]
         if rec["doc"] not in docs:
             sys.exit(f"{where}: unknown doc {rec['doc']!r}")
@@ -98,7 +105,9 @@ def build() -> None:
         if answer:
             start = answer_start(context, answer, rec.get("occurrence", 1), where)
             qa["answers"] = [{"text": answer, "answer_start": start}]
-        side = "dev" if rec["doc"] in dev_docs else "train"
+        if rec["id"] in test_ids and rec["doc"] in dev_docs:
+            sys.exit(f"{where}: test questions are about train documents; {rec['doc']} is a dev document")
+        side = "test" if rec["id"] in test_ids else "dev" if rec["doc"] in dev_docs else "train"
         sides[side][(rec["doc"], title, rec["para"], context)].append(qa)
     for side, groups in sides.items():
         by_doc: dict[tuple[str, str], list] = defaultdict(list)
