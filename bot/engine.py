@@ -27,6 +27,7 @@ from bot.definitions import Definitions, Source
 from bot.fusion import Candidate, Decision, Scoring, decide, margin, rank_candidates
 from bot.headings import Headings
 from bot.quoting import quote_around
+from bot.tables import with_table_row
 from finetune.types import Reading, Span
 from retrieval import HybridSettings, IndexReport, Passage, ScoredPassage, build_index, load_index
 from retrieval.synonyms import SynonymTable
@@ -398,6 +399,7 @@ class AnswerEngine:
                     continue
             span = dataclasses.replace(span, start=source.start + span.start, end=source.start + span.end)
             passage = source.passage
+            span = with_table_row(span, passage.text)
             if all(sp.passage.id != passage.id for sp in retrieved):
                 # The store logs the passages an answer was read from, so that export-feedback shows an
                 # admin the one this answer came from, even when retrieval did not rank it.

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.calibration import Calibration
+from bot.tables import with_table_row
 from finetune.postprocess import reading_probabilities
 from finetune.types import Reading, Span
 from retrieval import ScoredPassage
@@ -103,7 +104,11 @@ def rank_candidates(
     if len(retrieved) != len(readings):
         raise ValueError(f"got {len(readings)} readings for {len(retrieved)} passages")
     probabilities = reading_probabilities(readings, spans) if readings else []
-    best = [(i, r.spans[0]) for i, r in enumerate(readings) if r.spans]
+    # A bare frequency cell of a symptom table answers with its row (bot.tables), here so that the
+    # features, the tuner's labels and the answer all see the text a member will see.
+    best = [
+        (i, with_table_row(r.spans[0], retrieved[i].passage.text)) for i, r in enumerate(readings) if r.spans
+    ]
     if not best:
         return []
     margins = {i: margin(span, readings[i]) for i, span in best}
