@@ -1,6 +1,6 @@
 """Members' questions about the documents the bot serves: how the served engine answers them (a report).
 
-``data/diabetes-qa/test.json`` (built from ``data/diabetes-qa/test/*.jsonl``) holds 232 questions in
+``data/diabetes-qa/test.json`` (built from ``data/diabetes-qa/test/*.jsonl``) holds 230 questions in
 members' own words (24 that no document answers) about the 84 *train* documents, written after the
 reader was trained and never trained on. ``bench/tune_engine.py`` measures on the dev documents, which
 no training step saw; members ask about the documents the bot serves, whose paragraphs the reader has

@@ -4,7 +4,7 @@ GARD pages list a condition's signs and symptoms as a Human Phenotype Ontology t
 documents hold flattened into one line: "... Approximate number of patients (when available)
 Abnormality of dental enamel 90% Aminoaciduria 90% ... Autosomal recessive inheritance - ...". Asked
 "do kids with <condition> have problems with their teeth?", the reader marks the frequency cell, "90%":
-a number that answers nothing unless the member can see which symptom it belongs to (in the probe of
+a number that answers nothing unless the member can see which symptom it belongs to (in a first probe of
 member questions on the training documents, 14 of 232 chosen answers were such cells). The answer is the
 row: the symptom's name and its frequency, "Abnormality of dental enamel 90%".
 """
