@@ -24,10 +24,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.calibration import coverage_of
 from bot.config import Settings
 from bot.engine import AnswerEngine
 from bot.fusion import margin
-from bot.tuning import Observed, is_right, observe, tally
+from bot.tuning import Observed, chosen_answers, is_right, observe
 from finetune.squad import load_squad
 
 QUESTIONS = Path(__file__).resolve().parent.parent / "data" / "diabetes-qa" / "test.json"
@@ -72,13 +73,19 @@ def main() -> int:
     examples = load_squad([QUESTIONS]).examples
     observed = observe(engine, examples)
     k = calibration.top_k
+    answers = chosen_answers(observed, k, calibration)
+    outcomes = [outcome for outcome, _ in answers]
+    served = coverage_of([given for _, given in answers], outcomes, calibration.threshold)
     report = {
         "questions": len(observed),
         "unanswerable": sum(not q.golds for q in observed),
         "k": k,
         "threshold": calibration.threshold,
         "direct_answers": sum(q.direct is not None for q in observed),
-        **tally(observed, k, calibration).figures(),
+        "right": served.right,
+        "precision": served.precision,
+        "declined_unanswerable": served.declined_unanswerable,
+        "right_answering_all": coverage_of([True] * len(outcomes), outcomes).right,
         **where_lost(observed, k),
     }
     if args.json:

@@ -157,7 +157,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Coverage:
-    """The engine's figures at one threshold."""
+    """The engine's figures at one threshold (NaN: decisions pooled from several, as ``coverage_of``)."""
 
     threshold: float
     answered: float  # share of all questions answered
@@ -168,7 +168,14 @@ class Coverage:
 
 def coverage_at(probabilities: Sequence[float], outcomes: Sequence[Outcome], threshold: float) -> Coverage:
     """The figures when every candidate with probability >= threshold is given as the answer."""
-    answered = [p >= threshold for p in probabilities]
+    return coverage_of([p >= threshold for p in probabilities], outcomes, threshold)
+
+
+def coverage_of(
+    answered: Sequence[bool], outcomes: Sequence[Outcome], threshold: float = math.nan
+) -> Coverage:
+    """The figures when the outcomes marked ``answered`` are given as answers, however that was decided
+    (one threshold, or each fold of a held-out run its own)."""
     n_answerable = sum(o.answerable for o in outcomes) or 1
     n_unanswerable = sum(not o.answerable for o in outcomes) or 1
     n_answered = sum(answered)

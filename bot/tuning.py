@@ -43,6 +43,7 @@ from bot.calibration import (
     Outcome,
     best_per_question,
     coverage_at,
+    coverage_of,
     fit,
     out_of_fold,
     threshold_for_precision,
@@ -172,55 +173,23 @@ def chosen_answers(
     return [(o, p >= calibration.threshold) for o, p in zip(chosen, probabilities, strict=True)]
 
 
-@dataclass(frozen=True)
-class Tally:
-    """Counts of how the engine's answers fare on some questions (they add up across folds)."""
-
-    answerable: int = 0
-    unanswerable: int = 0
-    answered: int = 0
-    right: int = 0  # answered and right
-    declined_unanswerable: int = 0
-    right_answering_all: int = 0  # right if the engine never declined
-
-    def __add__(self, other: Tally) -> Tally:
-        pairs = zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)
-        return Tally(*(a + b for a, b in pairs))
-
-    def figures(self) -> dict[str, float]:
-        """Shares: answerable questions answered right, precision, unanswerable declined, right@all."""
-        return {
-            "right": self.right / max(self.answerable, 1),
-            "precision": self.right / self.answered if self.answered else 1.0,
-            "declined_unanswerable": self.declined_unanswerable / max(self.unanswerable, 1),
-            "right_answering_all": self.right_answering_all / max(self.answerable, 1),
-        }
-
-
-def tally(observed: Sequence[Observed], k: int, calibration: Calibration) -> Tally:
-    """How the engine, reading ``k`` passages and deciding with ``calibration``, does on ``observed``."""
-    answers = chosen_answers(observed, k, calibration)
-    return Tally(
-        answerable=sum(o.answerable for o, _ in answers),
-        unanswerable=sum(not o.answerable for o, _ in answers),
-        answered=sum(given for _, given in answers),
-        right=sum(given and o.right for o, given in answers),
-        declined_unanswerable=sum(not given and not o.answerable for o, given in answers),
-        right_answering_all=sum(o.right for o, _ in answers),
-    )
-
-
 def held_out(observed: Sequence[Observed], target: float, folds: int = 2) -> dict[str, float]:
     """The whole procedure on half the documents, scored on the other half (pooled over both halves)."""
     documents = sorted({q.document for q in observed})
     fold_of = {doc: i % folds for i, doc in enumerate(documents)}
-    total = Tally()
+    answers: list[tuple[Outcome, bool]] = []
     for fold in range(folds):
         tune_part = [q for q in observed if fold_of[q.document] != fold]
         test_part = [q for q in observed if fold_of[q.document] == fold]
         chosen = choose(grid(tune_part, target))
-        total += tally(test_part, chosen.k, fit_calibration(tune_part, chosen.k, target))
-    return {**total.figures(), "folds": folds}
+        answers += chosen_answers(test_part, chosen.k, fit_calibration(tune_part, chosen.k, target))
+    pooled = coverage_of([given for _, given in answers], [o for o, _ in answers])
+    return {
+        "right": pooled.right,
+        "precision": pooled.precision,
+        "declined_unanswerable": pooled.declined_unanswerable,
+        "folds": folds,
+    }
 
 
 def squad_style(observed: Sequence[Observed], k: int, calibration: Calibration) -> dict[str, float]:

@@ -18,6 +18,7 @@ from bot.calibration import (
     CalibrationError,
     Outcome,
     coverage_at,
+    coverage_of,
     fit,
     out_of_fold,
     threshold_for_precision,
@@ -228,20 +229,19 @@ def test_direct_answers_count_in_the_figures_but_not_in_the_fit(tuner: ModuleTyp
     assert answered == [True, True, True]  # answered whatever the threshold
 
 
-def test_a_tally_counts_what_members_would_get_and_adds_up_across_folds(tuner: ModuleType) -> None:
+def test_coverage_of_decisions_made_counts_them_as_coverage_at_does(tuner: ModuleType) -> None:
     observed = _observed(tuner)
     calibration = tuner.fit_calibration(observed, 3, 0.9)
     answers = tuner.chosen_answers(observed, 3, calibration)
-    total = tuner.tally(observed, 3, calibration)
-    assert total.answerable + total.unanswerable == len(observed) == 60
-    assert total.answered == sum(given for _, given in answers)
-    assert total.right == sum(given and o.right for o, given in answers) <= total.right_answering_all
-    figures = total.figures()
-    assert figures["right"] == pytest.approx(total.right / 48)
-    assert figures["precision"] == pytest.approx(total.right / total.answered)
-    halves = tuner.tally(observed[:30], 3, calibration) + tuner.tally(observed[30:], 3, calibration)
-    assert halves == total
-    assert tuner.Tally().figures()["precision"] == 1.0  # nothing answered: nothing wrong said
+    outcomes, given = [o for o, _ in answers], [g for _, g in answers]
+    pooled = coverage_of(given, outcomes)
+    right = sum(g and o.right for o, g in answers)
+    assert sum(given) > 0 and pooled.answered == pytest.approx(sum(given) / 60)
+    assert pooled.right == pytest.approx(right / 48) and pooled.precision == pytest.approx(right / sum(given))
+    declined = sum(not g and not o.answerable for o, g in answers)
+    assert pooled.declined_unanswerable == pytest.approx(declined / 12)
+    assert pooled.right <= coverage_of([True] * 60, outcomes).right  # never declining: right at most
+    assert coverage_of([False] * 60, outcomes).precision == 1.0  # nothing answered: nothing wrong said
 
 
 def test_is_right_is_f1_at_least_a_half(tuner: ModuleType) -> None:
