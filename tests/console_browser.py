@@ -60,6 +60,27 @@ def make_driver(browser: str, driver: str, width: int = 1280, height: int = 900)
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
+def submit(browser, button, timeout_s: float = 10.0) -> None:
+    """Click a button that submits a form, then wait until the next page has loaded in its place.
+
+    ``click()`` returns once the click is dispatched, before the POST and its redirect load: elements
+    looked up right away can belong to the old page and go stale under the caller (a CI failure). The
+    old page is marked with a script property; the next page does not have it. Checking an element
+    handle of the old page instead (selenium's ``staleness_of``) races too: mid-navigation Chromium
+    answers "Node with given id does not belong to the document", an error of another class.
+    """
+    from selenium.common.exceptions import WebDriverException  # noqa: PLC0415
+    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
+
+    browser.execute_script("window.helplineOldPage = true;")
+    button.click()
+    WebDriverWait(browser, timeout_s, ignored_exceptions=(WebDriverException,)).until(
+        lambda b: b.execute_script(
+            "return window.helplineOldPage !== true && document.readyState === 'complete';"
+        )
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

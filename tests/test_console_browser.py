@@ -23,7 +23,7 @@ from bot.store import Store
 from finetune.cli import app as finetune_app
 from retrieval.ingest import read_document
 from tests.bot_fakes import make_settings
-from tests.console_browser import ROOT, SELECT_JS, make_driver, require_browser, running_console
+from tests.console_browser import ROOT, SELECT_JS, make_driver, require_browser, running_console, submit
 from tests.console_fixtures import log_feedback
 
 TOKEN = "browser-test-token-9f8e7d"
@@ -132,7 +132,7 @@ def test_annotate_in_the_browser_then_export_and_check(server: str, browser, tmp
     browser.get(f"{server}/annotate?doc={DOC_ID}")
     assert "/login" in browser.current_url  # no session yet: the login form
     browser.find_element(By.ID, "token").send_keys(TOKEN)
-    browser.find_element(By.ID, "login").click()
+    submit(browser, browser.find_element(By.ID, "login"))
     assert browser.find_element(By.ID, "doc-title").text == "Brittle diabetes"
 
     text = read_document(DOCS / DOC_ID, DOC_ID).text
@@ -143,7 +143,7 @@ def test_annotate_in_the_browser_then_export_and_check(server: str, browser, tmp
     assert browser.find_element(By.ID, "answer-preview").text == ANSWER
     assert browser.find_element(By.ID, "answer_start").get_attribute("value") == str(start)
     browser.find_element(By.ID, "question").send_keys("what is brittle diabetes exactly?")
-    browser.find_element(By.ID, "save").click()
+    submit(browser, browser.find_element(By.ID, "save"))
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#annotations tbody tr")
     listed = [
@@ -154,7 +154,7 @@ def test_annotate_in_the_browser_then_export_and_check(server: str, browser, tmp
     # A question with markup shows as text and runs nothing.
     browser.find_element(By.ID, "unanswerable").click()
     browser.find_element(By.ID, "question").send_keys(SCRIPT_QUESTION)
-    browser.find_element(By.ID, "save").click()
+    submit(browser, browser.find_element(By.ID, "save"))
     cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#annotations td.question")]
     assert SCRIPT_QUESTION in cells
     with pytest.raises(NoAlertPresentException):
@@ -178,7 +178,7 @@ def test_a_selection_across_paragraphs_maps_to_stored_offsets(server: str, brows
     browser.get(f"{server}/annotate?doc={DOC_ID}")
     if "/login" in browser.current_url:
         browser.find_element(By.ID, "token").send_keys(TOKEN)
-        browser.find_element(By.ID, "login").click()
+        submit(browser, browser.find_element(By.ID, "login"))
     text = read_document(DOCS / DOC_ID, DOC_ID).text
     second = text.index("\n\n") + 2  # the second paragraph: offsets there include the blank line
     end = second + len(text[second:].split(" ", 3)[0]) + 1 + len(text[second:].split(" ", 3)[1])
@@ -205,7 +205,7 @@ def test_review_feedback_in_the_browser(server: str, browser, tmp_path: Path) ->
     browser.get(f"{server}/feedback")
     if "/login" in browser.current_url:
         browser.find_element(By.ID, "token").send_keys(TOKEN)
-        browser.find_element(By.ID, "login").click()
+        submit(browser, browser.find_element(By.ID, "login"))
     article = browser.find_elements(By.CSS_SELECTOR, "article.review")[0]
     question = article.find_element(By.CSS_SELECTOR, "h2.question").text
     box = article.find_element(By.CSS_SELECTOR, ".passage.selectable")
@@ -214,7 +214,7 @@ def test_review_feedback_in_the_browser(server: str, browser, tmp_path: Path) ->
     answer = " ".join(passage.split()[:4])
     browser.execute_script(SELECT_JS, f"[data-text='{text_id}']", 0, len(answer))
     assert article.find_element(By.CSS_SELECTOR, ".answer-preview").text == answer
-    article.find_element(By.CSS_SELECTOR, "button[value='answer']").click()
+    submit(browser, article.find_element(By.CSS_SELECTOR, "button[value='answer']"))
     reviewed = browser.find_element(By.ID, "reviewed").text
     assert question in reviewed and answer in reviewed
     browser.get(f"{server}/api/export")
