@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 from bot.cli import quiet_model_loading
 from bot.config import Settings
@@ -64,8 +65,10 @@ def run_command(args: list[str]) -> None:
         raise SystemExit(1)
 
 
-def render(question: str, answer: Answer) -> Panel:
-    """The reply as a member sees it in Telegram, as plain text."""
+def render(question: str, answer: Answer, threshold: float) -> Panel:
+    """The reply as a member sees it in Telegram, as plain text; under it, for the admin watching, the
+    confidence, and on a decline the confidence an answer needs (a decline at 0.82 reads as a
+    contradiction without it)."""
     lines = []
     if answer.text is not None:
         lines.append(f"[bold]{answer.text}[/bold]")
@@ -77,11 +80,15 @@ def render(question: str, answer: Answer) -> Panel:
         if answer.passage is not None:
             lines.append(f"The closest page is: {answer.title} {answer.source or ''}")
     basis = BASIS_NOTES.get(answer.basis, "")
+    below = f" < {threshold:.2f} needed" if answer.text is None else ""
     footer = (
-        f"confidence {answer.confidence:.2f}{basis} · retrieval {answer.timings.retrieval_ms:.0f} ms · "
-        f"reading {answer.timings.reading_ms:.0f} ms"
+        f"confidence {answer.confidence:.2f}{below}{basis} · "
+        f"retrieval {answer.timings.retrieval_ms:.0f} ms · reading {answer.timings.reading_ms:.0f} ms"
     )
-    return Panel("\n".join(lines), title=f"[yellow]Member: {question}", subtitle=footer, expand=False)
+    body = Text.from_markup("\n".join(lines))
+    # As wide as the reply, but never so narrow that rich cuts the footer short.
+    width = min(console.width, max(console.measure(body).maximum, len(footer)) + 6)
+    return Panel(body, title=f"[yellow]Member: {question}", subtitle=footer, width=width)
 
 
 def ensure_reader(settings: Settings, config: DemoConfig) -> Path:
@@ -123,7 +130,7 @@ def _train_command(
 
 def ask_all(engine: AnswerEngine, questions: tuple[str, ...]) -> None:
     for question in questions:
-        console.print(render(question, engine.answer(question)))
+        console.print(render(question, engine.answer(question), engine.answer_threshold))
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from bot.answer import Answer, Timings
 from bot.calibration import Calibration
 from bot.config import served_model_dir
 from bot.definitions import Definitions, Source
-from bot.fusion import Candidate, Decision, Scoring, decide, margin, rank_candidates
+from bot.fusion import Candidate, Decision, Scoring, answer_threshold, decide, margin, rank_candidates
 from bot.headings import Headings
 from bot.quoting import quote_around
 from bot.tables import with_table_row
@@ -329,6 +329,11 @@ class AnswerEngine:
     def calibration(self) -> Calibration | None:
         """The confidence model in use (None: the reader's own probability)."""
         return self._calibration
+
+    @property
+    def answer_threshold(self) -> float:
+        """The confidence below which the engine declines (``bot.fusion.answer_threshold``)."""
+        return answer_threshold(self._calibration, self.config.scoring)
 
     def gather(self, question: str, top_k: int) -> Evidence:
         """Retrieve the top-k passages and read them all in one batched reader call (no fusion yet).

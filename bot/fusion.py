@@ -167,10 +167,15 @@ def decide(candidates: Sequence[Candidate], calibration: Calibration | None, sco
         confidences = [calibration.probability(c.features) for c in candidates]
         confidence = max(confidences)
         best = candidates[confidences.index(confidence)]
-        threshold = calibration.threshold
     else:
         best = candidates[0]
-        confidence, threshold = best.probability, UNCALIBRATED_THRESHOLD
+        confidence = best.probability
+    return Decision(best, confidence, confidence >= answer_threshold(calibration, scoring))
+
+
+def answer_threshold(calibration: Calibration | None, scoring: Scoring) -> float:
+    """The confidence an answer needs: the configured minimum, else the calibration's threshold, else
+    ``UNCALIBRATED_THRESHOLD`` on the reader's own probability."""
     if scoring.min_confidence is not None:
-        threshold = scoring.min_confidence
-    return Decision(best, confidence, confidence >= threshold)
+        return scoring.min_confidence
+    return calibration.threshold if calibration is not None else UNCALIBRATED_THRESHOLD

@@ -23,7 +23,7 @@ from bot.calibration import (
     out_of_fold,
     threshold_for_precision,
 )
-from bot.fusion import UNCALIBRATED_THRESHOLD, Scoring, decide, rank_candidates
+from bot.fusion import UNCALIBRATED_THRESHOLD, Scoring, answer_threshold, decide, rank_candidates
 from finetune.types import Reading, Span
 from retrieval import ScoredPassage
 from tests.bot_fakes import corpus_passages
@@ -126,6 +126,14 @@ def test_without_calibration_the_readers_probability_decides() -> None:
     decision = decide(candidates, None, Scoring())
     assert decision.confidence == pytest.approx(candidates[0].probability)
     assert decision.answer == (candidates[0].probability >= UNCALIBRATED_THRESHOLD)
+
+
+def test_the_threshold_an_answer_needs_is_the_override_then_the_calibrations_then_the_default() -> None:
+    calibration = _calibration(threshold=0.6)
+    assert answer_threshold(calibration, Scoring()) == 0.6
+    assert answer_threshold(None, Scoring()) == UNCALIBRATED_THRESHOLD
+    assert answer_threshold(calibration, Scoring(min_confidence=0.75)) == 0.75
+    assert answer_threshold(None, Scoring(min_confidence=0.75)) == 0.75
 
 
 def test_calibration_round_trips_and_broken_files_name_themselves(tmp_path: Path) -> None:
