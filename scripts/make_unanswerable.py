@@ -32,7 +32,7 @@ import random
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from rank_bm25 import BM25Okapi
 
 from finetune.atomic import write_json_atomic
 from finetune.squad import SquadExample, load_squad
-from retrieval import IndexSettings, build_index, load_index
+from retrieval import IndexSettings, Passage, build_index, load_index
 from retrieval.passages import split_sentences
 from retrieval.tokenize import tokenize
 
@@ -91,8 +91,8 @@ def best_other_context(
     return None
 
 
-def squad_negatives(examples: Sequence[SquadExample], n_questions: int, seed: int) -> list[Negative]:
-    """``removed`` and ``retrieved`` negatives for a seeded sample of answerable SQuAD questions."""
+def article_indexes(examples: Sequence[SquadExample]) -> tuple[dict[str, list[str]], dict[str, BM25Okapi]]:
+    """Each article's distinct contexts, in order, and a BM25 index over them."""
     by_article: dict[str, list[str]] = defaultdict(list)
     for example in examples:
         if example.context not in by_article[example.title]:
@@ -100,6 +100,21 @@ def squad_negatives(examples: Sequence[SquadExample], n_questions: int, seed: in
     indexes = {
         title: BM25Okapi([tokenize(c) or ["_"] for c in contexts]) for title, contexts in by_article.items()
     }
+    return by_article, indexes
+
+
+def is_retrieved_negative(passage: Passage, example: SquadExample, exclude_docs: Set[str]) -> bool:
+    """Whether a retrieved passage may stand as "no answer" to ``example``: no gold answer text in it, not
+    a dev document, and not the question's own document (its other passages often answer it in other
+    words, a paraphrase the string test cannot see; the ``removed`` negative covers on-topic text)."""
+    golds = [a.text for a in example.answers]
+    same_document = passage.title == example.title
+    return not (same_document or passage.doc_id in exclude_docs or holds_answer(passage.text, golds))
+
+
+def squad_negatives(examples: Sequence[SquadExample], n_questions: int, seed: int) -> list[Negative]:
+    """``removed`` and ``retrieved`` negatives for a seeded sample of answerable SQuAD questions."""
+    by_article, indexes = article_indexes(examples)
     answerable = [e for e in examples if e.answers]
     sample = random.Random(seed).sample(answerable, min(n_questions, len(answerable)))
     negatives = []
@@ -138,7 +153,6 @@ def docs_negatives(
         for example in examples:
             if not example.answers:
                 continue
-            golds = [a.text for a in example.answers]
             removed = without_answer_sentences(example)
             if removed:
                 negatives.append(
@@ -149,10 +163,7 @@ def docs_negatives(
                 if taken == per_question:
                     break
                 passage = hit.passage
-                # Other passages of the question's own document often answer it in other words (a
-                # paraphrase the string test cannot see): the "removed" negative covers on-topic text.
-                same_document = passage.title == example.title
-                if same_document or passage.doc_id in exclude_docs or holds_answer(passage.text, golds):
+                if not is_retrieved_negative(passage, example, exclude_docs):
                     continue
                 negatives.append(
                     Negative(

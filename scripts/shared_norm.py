@@ -43,17 +43,21 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from make_unanswerable import holds_answer, without_answer_sentences  # noqa: E402
+from make_unanswerable import (  # noqa: E402
+    article_indexes,
+    holds_answer,
+    is_retrieved_negative,
+    without_answer_sentences,
+)
 
 from finetune.squad import SquadExample, load_squad  # noqa: E402
 
@@ -72,12 +76,8 @@ def _no_answer(example_id: str, title: str, context: str, question: str, kind: s
     return SquadExample(example_id, title, context, question, (), kind)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise SystemExit(f"shared_norm: {message}")
-
-
-def _retrieved(index: Any, question: str, top_k: int) -> list[Any]:
-    return list(index.search(question, top_k=top_k))
 
 
 def diabetes_groups(index_dir: Path, train: Path, dev_docs: Path, seed: int) -> list[Group]:
@@ -95,11 +95,10 @@ def diabetes_groups(index_dir: Path, train: Path, dev_docs: Path, seed: int) -> 
         if not example.answers:
             groups.append([example])  # other documents may answer it: alone
             continue
-        golds = [a.text for a in example.answers]
         negatives = []
-        for hit in _retrieved(index, example.question, RETRIEVED):
+        for hit in index.search(example.question, top_k=RETRIEVED):
             p = hit.passage
-            if p.title == example.title or p.doc_id in excluded or holds_answer(p.text, golds):
+            if not is_retrieved_negative(p, example, excluded):
                 continue
             name = f"{example.id}-sn{len(negatives)}"
             negatives.append(_no_answer(name, p.title, p.text, example.question, "retrieved"))
@@ -113,16 +112,10 @@ def diabetes_groups(index_dir: Path, train: Path, dev_docs: Path, seed: int) -> 
 
 def squad_groups(squad_train: Path, n_questions: int, seed: int) -> list[Group]:
     """Groups of sampled SQuAD questions with other paragraphs of their own article (BM25 order)."""
-    from rank_bm25 import BM25Okapi  # noqa: PLC0415
-
     from retrieval.tokenize import tokenize  # noqa: PLC0415
 
     examples = load_squad([squad_train]).examples
-    by_article: dict[str, list[str]] = defaultdict(list)
-    for e in examples:
-        if e.context not in by_article[e.title]:
-            by_article[e.title].append(e.context)
-    bm25 = {t: BM25Okapi([tokenize(c) or ["_"] for c in cs]) for t, cs in by_article.items()}
+    by_article, bm25 = article_indexes(examples)
     answerable = [e for e in examples if e.answers]
     if len(answerable) < n_questions:
         _fail(f"{squad_train}: {len(answerable)} answerable questions, {n_questions} asked for")
