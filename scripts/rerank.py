@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pickle
-import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +53,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_unanswerable import is_retrieved_negative  # noqa: E402
+from training_loop import (  # noqa: E402
+    adamw_with_warmup,
+    optimiser_step,
+    save_whole,
+    seeded_batches,
+    start_run,
+)
 
 from finetune.squad import load_squad  # noqa: E402
 
@@ -115,30 +119,17 @@ def rerank_loss(logits: Any, labels: Any, sizes: Sequence[int]) -> Any:
 
 def train(args: argparse.Namespace) -> None:
     import torch  # noqa: PLC0415
-    from transformers import (  # noqa: PLC0415
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        get_linear_schedule_with_warmup,
-    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
 
-    if not args.pairs.is_file():
-        _fail(f"{args.pairs}: no such file (make it with `rerank.py pairs`)")
-    if args.out.exists():
-        _fail(f"{args.out}: exists; choose a new output folder")
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    questions: list[Pairs] = pickle.loads(args.pairs.read_bytes())  # our own file, written by `pairs`
+    questions: list[Pairs] = start_run(
+        args.pairs, args.out, made_by="rerank.py pairs", seed=args.seed, threads=args.threads
+    )
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     # The reader's QA head is dropped and a one-logit head is new: transformers says so, as expected.
     model = AutoModelForSequenceClassification.from_pretrained(args.base, num_labels=1, dtype=torch.float32)
     model.train()
-    order = list(range(len(questions)))
-    random.Random(args.seed).shuffle(order)
-    batches = [
-        order[i : i + args.questions_per_batch] for i in range(0, len(order), args.questions_per_batch)
-    ]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * len(batches)), len(batches))
+    batches = seeded_batches(len(questions), args.questions_per_batch, args.seed)
+    optimizer, schedule = adamw_with_warmup(model, args.lr, len(batches))
     started = time.perf_counter()
     for step, batch in enumerate(batches, 1):
         chosen = [questions[i] for i in batch]
@@ -148,11 +139,7 @@ def train(args: argparse.Namespace) -> None:
         )  # fmt: skip
         labels = torch.tensor([label for q in chosen for label in q.labels], dtype=torch.float32)
         loss = rerank_loss(model(**inputs).logits.squeeze(-1), labels, [len(q.passages) for q in chosen])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
+        optimiser_step(loss, model, optimizer, schedule)
         if step % 25 == 0 or step == len(batches):
             seconds = time.perf_counter() - started
             print(
@@ -166,15 +153,12 @@ def train(args: argparse.Namespace) -> None:
 
 def save(model: Any, tokenizer: Any, out: Path) -> None:
     """fp16 weights and tokenizer into a temp folder, then renamed to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        model.half().save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    def write(folder: Path) -> None:
+        model.half().save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    save_whole(out, write)
 
 
 def score_passages(model_dir: Path, question: str, passages: Sequence[str], threads: int = 2) -> np.ndarray:

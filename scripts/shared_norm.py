@@ -41,7 +41,6 @@ import pickle
 import random
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +56,13 @@ from make_unanswerable import (  # noqa: E402
     holds_answer,
     is_retrieved_negative,
     without_answer_sentences,
+)
+from training_loop import (  # noqa: E402
+    adamw_with_warmup,
+    optimiser_step,
+    save_whole,
+    seeded_batches,
+    start_run,
 )
 
 from finetune.squad import SquadExample, load_squad  # noqa: E402
@@ -189,21 +195,13 @@ def _batch_tensors(features: Sequence[Any]) -> dict[str, Any]:
 def train(args: argparse.Namespace) -> None:
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415, N812
-    from transformers import (  # noqa: PLC0415
-        AutoModelForQuestionAnswering,
-        AutoTokenizer,
-        get_linear_schedule_with_warmup,
-    )
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: PLC0415
 
     from finetune.reader_config import ReaderConfig  # noqa: PLC0415
 
-    if not args.groups.is_file():
-        _fail(f"{args.groups}: no such file (make it with `shared_norm.py groups`)")
-    if args.out.exists():
-        _fail(f"{args.out}: exists; choose a new output folder")
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    groups = pickle.loads(args.groups.read_bytes())  # our own file, written by `groups`
+    groups = start_run(
+        args.groups, args.out, made_by="shared_norm.py groups", seed=args.seed, threads=args.threads
+    )
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     windows = ReaderConfig.load(Path(args.base)).windows
     tokenized = tokenize_groups(tokenizer, groups, windows)
@@ -211,11 +209,8 @@ def train(args: argparse.Namespace) -> None:
     print(f"{len(tokenized)} groups, {n_windows} windows", file=sys.stderr)
     model = AutoModelForQuestionAnswering.from_pretrained(args.base, dtype=torch.float32)
     model.train()
-    order = list(range(len(tokenized)))
-    random.Random(args.seed).shuffle(order)
-    batches = [order[i : i + args.groups_per_batch] for i in range(0, len(order), args.groups_per_batch)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * len(batches)), len(batches))
+    batches = seeded_batches(len(tokenized), args.groups_per_batch, args.seed)
+    optimizer, schedule = adamw_with_warmup(model, args.lr, len(batches))
     started, done = time.perf_counter(), 0
     for step, batch in enumerate(batches, 1):
         rows = [(g, f) for g in batch for f in tokenized[g]]
@@ -230,11 +225,7 @@ def train(args: argparse.Namespace) -> None:
         window = (F.cross_entropy(start_logits, starts) + F.cross_entropy(end_logits, ends)) / 2
         shared = (group_loss(start_logits, starts, group_of) + group_loss(end_logits, ends, group_of)) / 2
         loss = (1 - args.shared_weight) * window + args.shared_weight * shared
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
+        optimiser_step(loss, model, optimizer, schedule)
         done += len(rows)
         if step % 20 == 0 or step == len(batches):
             rate = done / (time.perf_counter() - started)
@@ -250,12 +241,13 @@ def train(args: argparse.Namespace) -> None:
 
 def save(model: Any, tokenizer: Any, base: Path, out: Path) -> None:
     """fp16 weights, tokenizer and reading settings into a temp folder, then renamed to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    model.half().save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.copy(base / "reader_config.json", tmp / "reader_config.json")
-    tmp.rename(out)
+
+    def write(folder: Path) -> None:
+        model.half().save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        shutil.copy(base / "reader_config.json", folder / "reader_config.json")
+
+    save_whole(out, write)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from finetune.squad import GoldAnswer, SquadExample, load_squad
+from tests.script_modules import load_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_unanswerable.py"
 CONTEXT = (
     "Insulin is a hormone made by the pancreas. It lets glucose enter the cells. "
     "Type 1 diabetes is an autoimmune disease in which the body attacks its beta cells. "
@@ -23,11 +21,7 @@ OTHER = "Exercise lowers blood glucose and helps the body use insulin well, whic
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_unanswerable", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_unanswerable"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_unanswerable")
 
 
 def example(question: str, answer: str, context: str = CONTEXT, qid: str = "q1") -> SquadExample:

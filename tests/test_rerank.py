@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,18 +12,12 @@ import pytest
 
 from retrieval.passages import Passage, ScoredPassage
 from tests.finetune_fixtures import make_model_dir, write_squad_file
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+from tests.script_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    sys.path.insert(0, str(SCRIPTS))  # it imports make_unanswerable from its own folder
-    spec = importlib.util.spec_from_file_location("rerank", SCRIPTS / "rerank.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rerank"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("rerank")
 
 
 def _passage(text: str, doc_id: str, title: str) -> Passage:

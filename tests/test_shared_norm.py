@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from tests.finetune_fixtures import make_model_dir, write_squad_file
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+from tests.script_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    sys.path.insert(0, str(SCRIPTS))  # it imports make_unanswerable from its own folder
-    spec = importlib.util.spec_from_file_location("shared_norm", SCRIPTS / "shared_norm.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["shared_norm"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("shared_norm")
 
 
 def test_the_group_loss_is_one_softmax_over_all_passages(script: ModuleType) -> None:
