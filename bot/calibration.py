@@ -153,6 +153,7 @@ class Outcome:
     right: bool  # answering with this candidate is right (False for unanswerable questions)
     features: dict[str, float]
     text: str = ""  # the candidate answer ("" when no passage offered one)
+    passage_index: int | None = None  # its passage's place in the retrieved list (None: no passage)
 
 
 @dataclass(frozen=True)

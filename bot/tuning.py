@@ -101,7 +101,9 @@ def outcomes(observed: Sequence[Observed], k: int) -> list[Outcome]:
             result.append(Outcome(q.id, q.document, bool(q.golds), False, dict.fromkeys(FEATURES, 0.0)))
         for c in candidates:
             right = is_right(c.span.text, q.golds)
-            result.append(Outcome(q.id, q.document, bool(q.golds), right, c.features, c.span.text))
+            result.append(
+                Outcome(q.id, q.document, bool(q.golds), right, c.features, c.span.text, c.passage_index)
+            )
     return result
 
 

@@ -45,21 +45,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from make_unanswerable import is_retrieved_negative  # noqa: E402
-from training_loop import (  # noqa: E402
+from experiments import (  # noqa: E402
     adamw_with_warmup,
     optimiser_step,
+    require,
     save_whole,
     seeded_batches,
+    served_index,
     start_run,
+    write_pickle,
 )
+from make_unanswerable import holds_answer, is_retrieved_negative  # noqa: E402
 
 from finetune.squad import load_squad  # noqa: E402
 
@@ -77,10 +80,6 @@ class Pairs:
     question: str
     passages: tuple[str, ...]
     labels: tuple[int, ...]
-
-
-def _fail(message: str) -> NoReturn:
-    raise SystemExit(f"rerank: {message}")
 
 
 def question_pairs(index: Any, train: Path, dev_docs: Path) -> list[Pairs]:
@@ -161,17 +160,21 @@ def save(model: Any, tokenizer: Any, out: Path) -> None:
     save_whole(out, write)
 
 
-def score_passages(model_dir: Path, question: str, passages: Sequence[str], threads: int = 2) -> np.ndarray:
-    """The re-ranker's logit of every passage for the question."""
+def load_reranker(model_dir: Path, threads: int = 2) -> tuple[Any, Any]:
+    """(tokenizer, model) of a trained re-ranker, in fp32 for scoring."""
     import torch  # noqa: PLC0415
     from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
 
-    cached = _LOADED.get(model_dir)
-    if cached is None:
-        torch.set_num_threads(threads)
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-        cached = _LOADED[model_dir] = (AutoTokenizer.from_pretrained(model_dir), model)
-    tokenizer, model = cached
+    torch.set_num_threads(threads)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return AutoTokenizer.from_pretrained(model_dir), model
+
+
+def score_passages(reranker: tuple[Any, Any], question: str, passages: Sequence[str]) -> np.ndarray:
+    """The re-ranker's logit of every passage for the question."""
+    import torch  # noqa: PLC0415
+
+    tokenizer, model = reranker
     inputs = tokenizer(
         [question] * len(passages), list(passages), padding=True, truncation="only_second",
         max_length=MAX_TOKENS, return_tensors="pt",
@@ -180,16 +183,13 @@ def score_passages(model_dir: Path, question: str, passages: Sequence[str], thre
         return model(**inputs).logits.squeeze(-1).float().numpy()
 
 
-_LOADED: dict[Path, tuple[Any, Any]] = {}
-
-
-def rerank_features(candidate: Any, scores: np.ndarray) -> dict[str, float]:
+def rerank_features(passage_index: int | None, scores: np.ndarray) -> dict[str, float]:
     """A candidate's passage score and its lead over the best other passage (0 for the featureless
     candidate of a question where nothing was read)."""
-    if candidate is None:
+    if passage_index is None:
         return dict.fromkeys(RERANK_FEATURES, 0.0)
-    own = float(scores[candidate.passage_index])
-    others = np.delete(scores, candidate.passage_index)
+    own = float(scores[passage_index])
+    others = np.delete(scores, passage_index)
     return {"rerank": own, "rerank_gap": own - float(others.max()) if len(others) else 0.0}
 
 
@@ -198,56 +198,44 @@ def evaluate(args: argparse.Namespace) -> None:
 
     from bot.calibration import (  # noqa: PLC0415 - the bot's own calibration, loaded only here
         FEATURES,
-        Outcome,
         best_per_question,
         coverage_at,
         out_of_fold,
         threshold_for_precision,
     )
-    from bot.fusion import rank_candidates  # noqa: PLC0415
-    from bot.tuning import direct_outcomes, is_right, with_always_answered  # noqa: PLC0415
+    from bot.tuning import outcomes, with_direct_answers  # noqa: PLC0415
 
-    for path in (args.model, args.evidence, args.data):
-        if not path.exists():
-            _fail(f"{path}: no such file or folder")
+    require("rerank", args.model, args.evidence, args.data)
     observed, _ = pickle.loads(args.evidence.read_bytes())  # bench/tune_engine.py's own cache
     questions = {e.id: e.question for e in load_squad([args.data]).examples}
-    rows: list[tuple[Any, Any, Any]] = []  # (outcome, candidate, question's scores)
-    first_choice = gold_found = retrieval_first = 0
+    reranker = load_reranker(args.model)
+    scores, first_choice, gold_found, retrieval_first = {}, 0, 0, 0
     for q in observed:
         if q.id not in questions:
-            _fail(f"{args.evidence}: question {q.id} is not in {args.data}")
-        scores = score_passages(args.model, questions[q.id], [p.passage.text for p in q.retrieved[: args.k]])
-        holds = [any(g.lower() in p.passage.text.lower() for g in q.golds) for p in q.retrieved[: args.k]]
+            raise SystemExit(f"rerank: {args.evidence}: question {q.id} is not in {args.data}")
+        texts = [p.passage.text for p in q.retrieved[: args.k]]
+        scores[q.id] = score_passages(reranker, questions[q.id], texts)
+        holds = [holds_answer(text, q.golds) for text in texts]
         if any(holds):
             gold_found += 1
-            first_choice += holds[int(np.argmax(scores))]
+            first_choice += holds[int(np.argmax(scores[q.id]))]
             retrieval_first += holds[0]
-        if q.direct is not None:
-            continue
-        candidates = rank_candidates(q.retrieved[: args.k], q.readings[: args.k], retrieval_weight=0.0)
-        if not candidates:
-            rows.append(
-                (Outcome(q.id, q.document, bool(q.golds), False, dict.fromkeys(FEATURES, 0.0)), None, scores)
-            )
-        for c in candidates:
-            outcome = Outcome(
-                q.id, q.document, bool(q.golds), is_right(c.span.text, q.golds), c.features, c.span.text
-            )
-            rows.append((outcome, c, scores))
     print(
         f"{gold_found} questions with the answer in the top {args.k}: first passage holds it "
         f"{retrieval_first / max(gold_found, 1):.1%} by retrieval, {first_choice / max(gold_found, 1):.1%} "
         f"by the re-ranker"
     )
-    plain = [o for o, _, _ in rows]
-    scored = [dataclasses.replace(o, features={**o.features, **rerank_features(c, s)}) for o, c, s in rows]
+    plain = outcomes(observed, args.k)
+    scored = []
+    for o in plain:
+        extra = rerank_features(o.passage_index, scores[o.question_id])
+        scored.append(dataclasses.replace(o, features={**o.features, **extra}))
     for label, outs, names in (
         ("calibration as shipped", plain, FEATURES),
         ("with the re-ranker", scored, (*FEATURES, *RERANK_FEATURES)),
     ):
-        chosen, probabilities = with_always_answered(
-            *best_per_question(outs, out_of_fold(outs, names=names)), direct_outcomes(observed)
+        chosen, probabilities = with_direct_answers(
+            observed, *best_per_question(outs, out_of_fold(outs, names=names))
         )
         line = f"{label}: AUC {roc_auc_score([o.right for o in chosen], probabilities):.3f}"
         for target in args.targets:
@@ -291,20 +279,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def write_pairs(args: argparse.Namespace) -> None:
-    from bot.config import Settings  # noqa: PLC0415 - the bot's own retrieval, loaded only here
-    from bot.engine import EngineConfig, make_encoder  # noqa: PLC0415
-    from retrieval import load_index  # noqa: PLC0415
-
-    for path in (args.index, args.train, args.dev_docs):
-        if not path.exists():
-            _fail(f"{path}: no such file or folder")
-    config = EngineConfig.from_settings(Settings(_env_file=None, index_dir=args.index))
-    index = load_index(args.index, make_encoder(config), config.retrieval)
-    pairs = question_pairs(index, args.train, args.dev_docs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_bytes(pickle.dumps(pairs))
-    tmp.replace(args.out)
+    require("rerank", args.index, args.train, args.dev_docs)
+    pairs = question_pairs(served_index(args.index), args.train, args.dev_docs)
+    write_pickle(args.out, pairs)
     print(
         f"{len(pairs)} questions, {sum(len(q.passages) for q in pairs)} pairs, "
         f"{sum(sum(q.labels) for q in pairs)} relevant -> {args.out}",

@@ -37,7 +37,6 @@ clipping as our Trainer runs.
 from __future__ import annotations
 
 import argparse
-import pickle
 import random
 import shutil
 import sys
@@ -51,18 +50,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from experiments import (  # noqa: E402
+    adamw_with_warmup,
+    optimiser_step,
+    require,
+    save_whole,
+    seeded_batches,
+    served_index,
+    start_run,
+    write_pickle,
+)
 from make_unanswerable import (  # noqa: E402
     article_indexes,
     holds_answer,
     is_retrieved_negative,
     without_answer_sentences,
-)
-from training_loop import (  # noqa: E402
-    adamw_with_warmup,
-    optimiser_step,
-    save_whole,
-    seeded_batches,
-    start_run,
 )
 
 from finetune.squad import SquadExample, load_squad  # noqa: E402
@@ -88,12 +90,7 @@ def _fail(message: str) -> NoReturn:
 
 def diabetes_groups(index_dir: Path, train: Path, dev_docs: Path, seed: int) -> list[Group]:
     """Groups of the diabetes train questions, with the passages the bot's retrieval gives them."""
-    from bot.config import Settings  # noqa: PLC0415 - the bot's own retrieval, loaded only here
-    from bot.engine import EngineConfig, make_encoder  # noqa: PLC0415
-    from retrieval import load_index  # noqa: PLC0415
-
-    config = EngineConfig.from_settings(Settings(_env_file=None, index_dir=index_dir))
-    index = load_index(index_dir, make_encoder(config), config.retrieval)
+    index = served_index(index_dir)
     excluded = set(dev_docs.read_text(encoding="utf-8").split())
     rng = random.Random(seed)
     groups: list[Group] = []
@@ -274,15 +271,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "train":
         train(args)
         return
-    for path in (args.index, args.train, args.dev_docs, args.squad_train):
-        if not path.exists():
-            _fail(f"{path}: no such file or folder")
+    require("shared_norm", args.index, args.train, args.dev_docs, args.squad_train)
     groups = diabetes_groups(args.index, args.train, args.dev_docs, args.seed)
     groups += squad_groups(args.squad_train, args.squad, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_bytes(pickle.dumps(groups))
-    tmp.replace(args.out)
+    write_pickle(args.out, groups)
     answerable = sum(1 for group in groups if any(e.answers for e in group))
     passages = sum(len(group) for group in groups)
     print(f"{len(groups)} groups ({answerable} with an answer), {passages} passages -> {args.out}")

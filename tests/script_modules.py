@@ -12,7 +12,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 def load_script(name: str) -> ModuleType:
     """``scripts/<name>.py`` as module ``name``; the folder goes on ``sys.path`` first, because the
-    scripts import each other (``make_unanswerable``, ``training_loop``)."""
+    scripts import each other (``make_unanswerable``, ``experiments``)."""
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")

@@ -212,6 +212,13 @@ def test_the_tuner_reads_more_passages_when_the_answer_hides_lower(tuner: Module
     assert 0.0 <= held["right"] <= 1.0 and held["declined_unanswerable"] > 0.5
 
 
+def test_each_candidate_names_the_passage_it_came_from(tuner: ModuleType) -> None:
+    question = _observed(tuner)[0]  # its good span is in passage 0 (i % 3); the rest read "wrong"
+    by_passage = {o.passage_index: o for o in tuner.outcomes([question], 3)}
+    assert sorted(by_passage) == [0, 1, 2]
+    assert by_passage[0].text != "wrong" and by_passage[1].text == by_passage[2].text == "wrong"
+
+
 def test_direct_answers_count_in_the_figures_but_not_in_the_fit(tuner: ModuleType) -> None:
     plain = _observed(tuner)
     # Three answerable questions the engine answers from a definition: two right, one wrong; their

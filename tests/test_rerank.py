@@ -90,13 +90,10 @@ def test_the_loss_ranks_within_a_question_and_scores_every_pair(script: ModuleTy
 
 
 def test_features_are_the_passage_score_and_its_lead(script: ModuleType) -> None:
-    class Candidate:
-        passage_index = 1
-
     scores = np.array([0.5, 2.0, -1.0])
-    assert script.rerank_features(Candidate(), scores) == {"rerank": 2.0, "rerank_gap": 1.5}
+    assert script.rerank_features(1, scores) == {"rerank": 2.0, "rerank_gap": 1.5}
     assert script.rerank_features(None, scores) == {"rerank": 0.0, "rerank_gap": 0.0}
-    assert script.rerank_features(Candidate(), np.array([0.0, 3.0]))["rerank_gap"] == 3.0
+    assert script.rerank_features(1, np.array([0.0, 3.0]))["rerank_gap"] == 3.0
 
 
 def test_train_writes_an_fp16_reranker_that_scores(script: ModuleType, tmp_path: Path) -> None:
@@ -115,7 +112,8 @@ def test_train_writes_an_fp16_reranker_that_scores(script: ModuleType, tmp_path:
     script.main([*argv, "--questions-per-batch", "2", "--threads", "1"])
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.dtype == torch.float16 and model.config.num_labels == 1
-    scores = script.score_passages(out, "What is insulin?", ["Insulin is a hormone.", "Feet need care."], 1)
+    reranker = script.load_reranker(out, threads=1)
+    scores = script.score_passages(reranker, "What is insulin?", ["Insulin is a hormone.", "Feet need care."])
     assert scores.shape == (2,) and np.isfinite(scores).all()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model-")]  # no temp folder left
     with pytest.raises(SystemExit, match="exists"):

@@ -1,4 +1,5 @@
-"""The training-loop pieces the experiment scripts share (``shared_norm.py``, ``rerank.py``).
+"""What the experiment scripts share (``shared_norm.py``, ``rerank.py``): their inputs, their data
+files, and the pieces of their training loops.
 
 Both need a loop of their own (a batch is whole groups of one question's passages, which
 ``transformers.Trainer`` would need a sampler, collator and ``compute_loss`` for); these are the parts
@@ -76,3 +77,28 @@ def start_run(data: Path, out: Path, *, made_by: str, seed: int, threads: int) -
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     return pickle.loads(data.read_bytes())  # our own file, written by the script's data command
+
+
+def require(script: str, *paths: Path) -> None:
+    """Stop with a message naming the script and the first of ``paths`` that does not exist."""
+    for path in paths:
+        if not path.exists():
+            raise SystemExit(f"{script}: {path}: no such file or folder")
+
+
+def write_pickle(path: Path, data: Any) -> None:
+    """``data`` pickled to ``path`` through a temp file, so a reader never meets half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(pickle.dumps(data))
+    tmp.replace(path)
+
+
+def served_index(index_dir: Path) -> Any:
+    """The index as the bot serves it: its retrieval settings and query encoder (loaded only here)."""
+    from bot.config import Settings  # noqa: PLC0415
+    from bot.engine import EngineConfig, make_encoder  # noqa: PLC0415
+    from retrieval import load_index  # noqa: PLC0415
+
+    config = EngineConfig.from_settings(Settings(_env_file=None, index_dir=index_dir))
+    return load_index(index_dir, make_encoder(config), config.retrieval)
