@@ -1,12 +1,14 @@
-"""Tune the answer engine and fit its calibrated confidence on the diabetes dev questions (a report).
+"""Tune the answer engine and fit its calibrated confidence on held-out diabetes questions (a report).
 
 Every question of ``data/diabetes-qa/dev.json`` (SQuAD v2: 433 questions over 19 documents no training
-step saw, ~13% unanswerable) is asked open-domain against an index of the bundled documents, exactly as
-``bot ask`` asks it, and the procedure of ``bot.tuning`` (the library behind ``bot calibrate``) runs on
-it: per k, out-of-fold figures (answered right, precision, unanswerable declined) at the threshold for
-the target precision (default ``bot.calibration.DEFAULT_TARGET_PRECISION``); a risk-coverage table of
-the chosen k; and ``held_out``, the whole procedure (choose k, fit, pick the threshold) on half of the
-documents, scored on the other half, both ways round.
+step saw, ~13% unanswerable) and ``calib.json`` (447 questions about the 87 documents the reader trained
+on, none of them trained on, 17% unanswerable: what members ask lands there) is asked open-domain
+against an index of the bundled documents, exactly as ``bot ask`` asks it, and the procedure of
+``bot.tuning`` (the library behind ``bot calibrate``) runs on it: per k, out-of-fold figures (answered
+right, precision, unanswerable declined) at the threshold for the target precision (default
+``bot.calibration.DEFAULT_TARGET_PRECISION``); a risk-coverage table of the chosen k; and
+``held_out``, the whole procedure (choose k, fit, pick the threshold) on half of the documents, scored
+on the other half, both ways round.
 
 ``--write-calibration`` writes the fitted model as ``calibration.json`` into the model directory (the
 engine loads it with the model); ``--evidence FILE`` caches the readings between runs.
@@ -25,19 +27,18 @@ import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.calibration import DEFAULT_TARGET_PRECISION
+from bot.calibration import DEFAULT_CALIBRATION_DATA, DEFAULT_TARGET_PRECISION
 from bot.config import SHIPPED_MODEL_DIR
 from bot.tuning import Observed, read_all, tune
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "data" / "docs"
-QA_DIR = ROOT / "data" / "diabetes-qa"
 __all__ = ["Observed"]  # the --evidence cache pickles it
 
 
 def print_report(report: dict) -> None:
     n, seconds, load = report["questions"], report["read_seconds"], report["loadavg"]
-    print(f"{n} dev questions read in {seconds:.0f} s (load average {load:.1f})")
+    print(f"{n} questions read in {seconds:.0f} s (load average {load:.1f})")
     print(f"out of fold, by document; threshold for {report['target_precision']:.0%} precision:")
     print(f"  {'k':>2} {'thresh':>6} {'right':>6} {'prec':>6} {'declined':>8} {'right@all':>9}")
     for s in report["grid"]:
@@ -73,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR, help="the reader to tune for")
     parser.add_argument("--index", type=Path, default=None, help="a built hybrid index of data/docs")
+    parser.add_argument(
+        "--data", type=Path, nargs="+", default=[ROOT / path for path in DEFAULT_CALIBRATION_DATA],
+        help="SQuAD v2 question files to tune on (default: dev.json and calib.json)",
+    )  # fmt: skip
     parser.add_argument("--target-precision", type=float, default=DEFAULT_TARGET_PRECISION)
     parser.add_argument("--limit", type=int, default=None, help="first N questions only (a quick look)")
     parser.add_argument(
@@ -87,13 +92,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    names = ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in args.data)
     if args.evidence is not None and args.evidence.is_file():
-        observed, read_seconds = pickle.loads(args.evidence.read_bytes())  # our own cache file
+        cached = pickle.loads(args.evidence.read_bytes())  # our own cache file
+        if len(cached) != 3 or cached[2] != names:
+            parser.error(f"{args.evidence} holds the readings of other questions than {names}: delete it")
+        observed, read_seconds, _ = cached
     else:
-        observed, read_seconds = read_all(args.model, args.index, QA_DIR / "dev.json", DOCS, args.limit)
+        observed, read_seconds = read_all(args.model, args.index, args.data, DOCS, args.limit)
         if args.evidence is not None:
-            args.evidence.write_bytes(pickle.dumps((observed, read_seconds)))
-    fitted_on = f"data/diabetes-qa/dev.json ({len(observed)} questions, 5-fold by document)"
+            args.evidence.write_bytes(pickle.dumps((observed, read_seconds, names)))
+    fitted_on = f"{names} ({len(observed)} questions, 5-fold by document)"
     calibration, report = tune(observed, args.target_precision, read_seconds, fitted_on)
     if args.write_calibration:
         report["written"] = str(calibration.save(args.model))

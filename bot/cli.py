@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from bot import __version__
 from bot.answer import Answer
-from bot.calibration import DEFAULT_TARGET_PRECISION, CalibrationError
+from bot.calibration import DEFAULT_CALIBRATION_DATA, DEFAULT_TARGET_PRECISION, CalibrationError
 from bot.config import Settings
 from bot.engine import AnswerEngine
 from bot.errors import BadInputError, ModelDirError
@@ -303,13 +303,14 @@ def ask(
 @app.command()
 def calibrate(
     data: Annotated[
-        Path,
+        list[Path] | None,
         typer.Option(
             exists=True,
             dir_okay=False,
-            help="SQuAD v2 questions held out from training, unanswerable ones included.",
+            help="SQuAD v2 questions held out from training, unanswerable ones included (repeat the "
+            "option for several files; default: data/diabetes-qa/dev.json and calib.json).",
         ),
-    ] = Path("data/diabetes-qa/dev.json"),
+    ] = None,
     target_precision: Annotated[
         float, typer.Option(min=0.5, max=1.0, help="Share of answers that must be right (out of fold).")
     ] = DEFAULT_TARGET_PRECISION,
@@ -327,6 +328,10 @@ def calibrate(
     """
     from bot.tuning import read_all, tune  # noqa: PLC0415 - loads scikit-learn and the model
 
+    data = data or list(DEFAULT_CALIBRATION_DATA)
+    missing = [str(path) for path in data if not path.is_file()]
+    if missing:
+        raise _fail(f"no questions file {', '.join(missing)} (run from the repository root, or pass --data)")
     settings = load_settings(model_dir=model_dir, index_dir=index_dir, docs_dir=docs_dir)
     check_model(settings)
     served = settings.served_model_dir()
@@ -335,7 +340,8 @@ def calibrate(
         observed, seconds = read_all(served, index, data, settings.docs_dir)
     except (FinetuneError, IndexLoadError, EncoderError) as e:
         raise _fail(str(e)) from None
-    calibration, report = tune(observed, target_precision, seconds, f"{data} ({len(observed)} questions)")
+    fitted_on = f"{', '.join(map(str, data))} ({len(observed)} questions)"
+    calibration, report = tune(observed, target_precision, seconds, fitted_on)
     report["written"] = str(calibration.save(served))
     if as_json:
         typer.echo(json.dumps(report))

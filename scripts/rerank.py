@@ -206,7 +206,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from bot.tuning import outcomes, with_direct_answers  # noqa: PLC0415
 
     require("rerank", args.model, args.evidence, args.data)
-    observed, _ = pickle.loads(args.evidence.read_bytes())  # bench/tune_engine.py's own cache
+    observed, *_ = pickle.loads(args.evidence.read_bytes())  # bench/tune_engine.py's own cache
     questions = {e.id: e.question for e in load_squad([args.data]).examples}
     reranker = load_reranker(args.model)
     scores, first_choice, gold_found, retrieval_first = {}, 0, 0, 0

@@ -466,3 +466,13 @@ def test_calibrate_writes_the_served_models_calibration(
     assert report["questions"] == 2 * len(CORPUS) and report["written"] == str(model / "calibration.json")
     calibration = Calibration.load(model)
     assert calibration is not None and calibration.top_k == report["chosen"]["k"]
+
+
+def test_calibrate_names_a_missing_default_questions_file(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the defaults are paths from the repository root: none here
+    result = runner.invoke(cli.app, ["calibrate", "--model-dir", str(tiny_model)])
+    assert result.exit_code == 1
+    assert "no questions file data/diabetes-qa/dev.json, data/diabetes-qa/calib.json" in result.stderr
+    assert not (tiny_model / "calibration.json").exists()

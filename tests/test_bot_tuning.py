@@ -16,6 +16,7 @@ from bot.calibration import (
     FEATURES,
     Calibration,
     CalibrationError,
+    Coverage,
     Outcome,
     coverage_at,
     coverage_of,
@@ -210,6 +211,15 @@ def test_the_tuner_reads_more_passages_when_the_answer_hides_lower(tuner: Module
     assert chosen.k >= 3 and chosen.coverage.precision >= 0.9
     held = tuner.held_out(observed, target=0.9)
     assert 0.0 <= held["right"] <= 1.0 and held["declined_unanswerable"] > 0.5
+
+
+def test_the_tuner_never_chooses_fewer_passages_than_members_need(tuner: ModuleType) -> None:
+    def scored(k: int, right: float) -> object:  # one setting's out-of-fold figures
+        return tuner.SettingScore(k, 0.5, Coverage(0.5, 0.3, right, 0.8, 0.95), right + 0.2)
+
+    scores = [scored(1, 0.30), scored(3, 0.28), scored(5, 0.22), scored(8, 0.215)]
+    assert tuner.choose(scores).k == 5  # k=1 and k=3 answer more here, but are scored for the report only
+    assert tuner.choose([scored(5, 0.20), scored(8, 0.25)]).k == 8
 
 
 def test_each_candidate_names_the_passage_it_came_from(tuner: ModuleType) -> None:

@@ -10,14 +10,20 @@ collapsed, NFKC), ``answer`` is an exact substring of that paragraph ("" for an 
 and ``occurrence`` (default 1) picks which occurrence of the answer text is meant. Computing
 ``answer_start`` here, instead of by hand, is what keeps every offset exact.
 
-``test/*.jsonl`` holds test questions in the same format: members' questions about the *train*
-documents, never trained on (``bench/probe_member_questions.py`` asks them). The dev set tells how the
-bot does on documents its reader never saw; this one tells how it does on the documents it serves, which
-is where members' questions land. Never copy these records into ``src/``.
+Two more folders hold questions in the same format about the *train* documents, never trained on:
+members' questions land on the documents the bot serves, and the reader has read those in training, so
+it is surer of itself there than on the dev set's unseen documents.
+
+- ``test/*.jsonl`` (``test.json``): the member test set, asked by ``bench/probe_member_questions.py``
+  and never fitted on.
+- ``calib/*.jsonl`` (``calib.json``): fitted on by ``bot calibrate`` beside ``dev.json``, so the
+  calibrated confidence has seen questions about the served documents too.
+
+Never copy these records into ``src/``.
 
 Usage:
     python data/diabetes-qa/build.py paragraphs            # data/diabetes-qa/paragraphs.jsonl
-    python data/diabetes-qa/build.py build                 # train.json, dev.json and test.json
+    python data/diabetes-qa/build.py build                 # train, dev, test and calib .json
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs"
 # Whole documents held out for dev, so no document feeds both sides (see dev_docs.txt).
 DEV_DOCS_FILE = HERE / "dev_docs.txt"
+# Folders of questions about the train documents that no training step may see (see above).
+HELD_APART = ("test", "calib")
 _WS = re.compile(r"\s+")
 
 
@@ -70,6 +78,7 @@ def load_records(folder: str = "src") -> list[dict]:
                 except json.JSONDecodeError as e:
                     sys.exit(f"{src.name}:{n}: bad JSON: {e}")
                 rec["_where"] = f"{folder}/{src.name}:{n}"
+                rec["_folder"] = folder
                 records.append(rec)
     return records
 
@@ -86,11 +95,9 @@ def answer_start(context: str, answer: str, occurrence: int, where: str) -> int:
 def build() -> None:
     dev_docs = set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
     docs = {p.name: read_doc(p) for p in DOCS.glob("*.md")}
-    sides: dict[str, dict] = {"train": defaultdict(list), "dev": defaultdict(list), "test": defaultdict(list)}
+    sides: dict[str, dict] = {side: defaultdict(list) for side in ("train", "dev", *HELD_APART)}
     seen: set[str] = set()
-    test = load_records("test")
-    test_ids = {rec["id"] for rec in test}
-    for rec in load_records() + test:
+    for rec in load_records() + [rec for folder in HELD_APART for rec in load_records(folder)]:
         where = rec["_where"]
         if rec["doc"] not in docs:
             sys.exit(f"{where}: unknown doc {rec['doc']!r}")
@@ -105,9 +112,11 @@ def build() -> None:
         if answer:
             start = answer_start(context, answer, rec.get("occurrence", 1), where)
             qa["answers"] = [{"text": answer, "answer_start": start}]
-        if rec["id"] in test_ids and rec["doc"] in dev_docs:
-            sys.exit(f"{where}: test questions are about train documents; {rec['doc']} is a dev document")
-        side = "test" if rec["id"] in test_ids else "dev" if rec["doc"] in dev_docs else "train"
+        held = rec["_folder"] in HELD_APART
+        if held and rec["doc"] in dev_docs:
+            sys.exit(f"{where}: {rec['_folder']} questions are about train documents; {rec['doc']} is a dev "
+                     "document")  # fmt: skip
+        side = rec["_folder"] if held else "dev" if rec["doc"] in dev_docs else "train"
         sides[side][(rec["doc"], title, rec["para"], context)].append(qa)
     for side, groups in sides.items():
         by_doc: dict[tuple[str, str], list] = defaultdict(list)
