@@ -115,8 +115,14 @@ class OneByOneReader:
     def warm_up(self) -> None:
         self.reader.warm_up()
 
-    def read(self, question: str, contexts: Sequence[str], top_k: int = 1) -> list[Reading]:
-        return [self.reader.read(question, [c], top_k)[0] for c in contexts]
+    @property
+    def approximate(self) -> bool:
+        return self.reader.approximate
+
+    def read(
+        self, question: str, contexts: Sequence[str], top_k: int = 1, *, exact: bool = False
+    ) -> list[Reading]:
+        return [self.reader.read(question, [c], top_k, exact=exact)[0] for c in contexts]
 
 
 def configs(served: Settings, quick: bool) -> list[Config]:

@@ -38,6 +38,8 @@ class Answer:
             ``export-feedback`` can rebuild the reader's contexts), then the passage a direct answer was
             read from when retrieval did not rank it.
         passages_read: how many passages the reader read for this answer.
+        passages_rechecked: how many of them were read again on the unquantised model, the decision
+            being a close call on an int8 reader (``bot.fusion.needs_recheck``).
         basis: how it was found: ``reader`` (retrieved passages read, calibrated decision),
             ``definition`` (read where the documents define the term asked about: ``bot.definitions``)
             or ``section`` (read after a document's own question asking the same: ``bot.headings``).
@@ -54,6 +56,7 @@ class Answer:
     retrieved: tuple[ScoredPassage, ...] = ()
     passages_read: int = 0
     basis: str = "reader"
+    passages_rechecked: int = 0
 
     @property
     def answered(self) -> bool:

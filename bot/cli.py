@@ -226,6 +226,7 @@ def answer_record(answer: Answer, backend: str) -> dict[str, Any]:
         "source": answer.source,
         "latency_ms": round(answer.timings.total_ms, 2),
         "passages_read": answer.passages_read,
+        "passages_rechecked": answer.passages_rechecked,
         "backend": backend,
         "basis": answer.basis,
     }

@@ -28,6 +28,13 @@ SHIPPED_QUERY_ENCODER_DIR = SHIPPED_MODEL_DIR.parent / "query-encoder"
 TUNED_TOP_K = 5
 # Weight of the retrieval score when a model has no calibration (the calibration ranks otherwise).
 TUNED_RETRIEVAL_WEIGHT = 0.0
+# How near the threshold an int8 reader's confidence must lie for the engine to re-read the passages of
+# its two likeliest candidates on the fp32 export (whose answers are torch's). Measured offline on the
+# readings of every backend (int8, fp32 ONNX, torch; k=5, the shipped calibration, threshold 0.698): the
+# engine's answer (or decline) was torch's for 94.4% of the 426 dev questions with int8 alone; re-reading
+# at margin 0.03 gave 96.2%, 0.05 97.2%, 0.08 98.1% (17.6% of the questions re-read, 0.35 passages
+# each on average), 0.10 98.4%; on the 229 member test questions 95.6% alone, 97.8% at 0.08.
+TUNED_RECHECK_MARGIN = 0.08
 
 
 class Settings(BaseSettings):
@@ -84,6 +91,9 @@ class Settings(BaseSettings):
     max_answer_tokens: int | None = Field(None, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
     # Candidate spans the reader returns per passage (all compete in one softmax).
     spans_per_passage: int = Field(1, ge=1, le=20, alias="HELPLINE_SPANS_PER_PASSAGE")
+    # An int8 reader's close calls (confidence this near the threshold) are re-read on the fp32 export
+    # (bot.fusion.needs_recheck; 0: never). See TUNED_RECHECK_MARGIN.
+    recheck_margin: float = Field(TUNED_RECHECK_MARGIN, ge=0.0, lt=1.0, alias="HELPLINE_RECHECK_MARGIN")
     # CPU threads for the reader's forward pass and the query encoder (torch.set_num_threads and the
     # ONNX sessions' intra-op threads; 0: one per core). One per core by default, measured with
     # bench/bench_answer_latency.py on the 2-core machine at load 1.2, k=8, 100 dev questions: int8 ONNX

@@ -13,6 +13,10 @@
    ``margin + retrieval_weight * retrieval`` and the best one's confidence is the reader's own
    probability (``finetune.postprocess.reading_probabilities``, a softmax over the spans of all passages
    plus "no answer") against ``UNCALIBRATED_THRESHOLD``; the engine says so in its log.
+4. **A close call on an int8 reader** (``needs_recheck``): when the confidence lies within
+   ``Scoring.recheck_margin`` of the threshold, the engine re-reads the passages of the likeliest
+   candidates on the unquantised model and decides again, so that int8's rounding does not decide
+   between answering and declining.
 """
 
 from __future__ import annotations
@@ -76,11 +80,14 @@ class Scoring:
         min_confidence: the confidence an answer needs; None: the calibration's threshold (or
             ``UNCALIBRATED_THRESHOLD`` without one).
         spans_per_passage: spans per passage that compete in the reader's probability.
+        recheck_margin: an approximate (int8) reader's decision is re-read exactly when its confidence
+            lies closer than this to the threshold (0: never).
     """
 
     retrieval_weight: float = 0.0
     min_confidence: float | None = None
     spans_per_passage: int = 1
+    recheck_margin: float = 0.0
 
 
 def _normalised(text: str) -> str:
@@ -162,15 +169,28 @@ def decide(candidates: Sequence[Candidate], calibration: Calibration | None, sco
     """
     if not candidates:
         return Decision(None, 0.0, False)
-    if calibration is not None:
-        # The calibration model ranks too: it weighs reader and retrieval evidence as learned on dev.
-        confidences = [calibration.probability(c.features) for c in candidates]
-        confidence = max(confidences)
-        best = candidates[confidences.index(confidence)]
-    else:
-        best = candidates[0]
-        confidence = best.probability
+    best, confidence = likeliest(candidates, calibration)[0]
     return Decision(best, confidence, confidence >= answer_threshold(calibration, scoring))
+
+
+def likeliest(
+    candidates: Sequence[Candidate], calibration: Calibration | None
+) -> list[tuple[Candidate, float]]:
+    """The candidates with their confidence, likeliest first: by the calibrated probability (the
+    calibration model ranks too: it weighs reader and retrieval evidence as learned on held-out
+    questions), else in rank order with the reader's own probability. Ties keep the rank order."""
+    if calibration is None:
+        return [(c, c.probability) for c in candidates]
+    scored = [(c, calibration.probability(c.features)) for c in candidates]
+    return sorted(scored, key=lambda pair: pair[1], reverse=True)
+
+
+def needs_recheck(decision: Decision, calibration: Calibration | None, scoring: Scoring) -> bool:
+    """Whether the decision is a close call: its confidence within ``scoring.recheck_margin`` of the
+    threshold, where an int8 reader's rounding can turn an answer into a decline or back."""
+    if decision.candidate is None:
+        return False
+    return abs(decision.confidence - answer_threshold(calibration, scoring)) < scoring.recheck_margin
 
 
 def answer_threshold(calibration: Calibration | None, scoring: Scoring) -> float:

@@ -4,6 +4,7 @@ Three parts, like haystack's ExtractiveReader: ``__init__`` checks and stores se
 loads model and tokenizer once, ``read()`` does the work. All windows of all contexts of a question go
 through the model in batched forward passes of similar-length windows (``finetune.runtime``), on the
 backend chosen at warm-up: torch, or the model's ONNX export run by onnxruntime (``finetune.export``).
+An int8 reader can also read exactly, on the unquantised (fp32) export: ``read(..., exact=True)``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from finetune.inference import TorchRuntime, autocast_dtype, pick_device
 from finetune.models import ModelLoadError, ModelNotFoundError, broken_model_error, one_line
 from finetune.postprocess import WindowLogits, decode_question
 from finetune.reader_config import ReaderConfig
-from finetune.runtime import AUTO, TORCH, OnnxRuntime, Runtime, resolve_backend, run_windows
+from finetune.runtime import AUTO, ONNX, ONNX_INT8, TORCH, OnnxRuntime, Runtime, resolve_backend, run_windows
 from finetune.types import Reading
 
 __all__ = ["ModelLoadError", "Reader", "ReaderNotReadyError"]
@@ -59,6 +60,7 @@ class Reader:
         num_threads: int | None = None,
         backend: str = AUTO,
         export_dir: Path | None = None,
+        exact_rereads: bool = False,
     ) -> None:
         """Check and store the settings; only the small ``reader_config.json`` is read before ``warm_up()``.
 
@@ -83,6 +85,8 @@ class Reader:
             backend: ``auto``, ``torch``, ``onnx`` or ``onnx-int8`` (see ``finetune.runtime``).
             export_dir: where the ONNX exports live (None: ``model_dir/onnx``); built there on first
                 load when missing or stale.
+            exact_rereads: an int8 reader also loads the fp32 export at warm-up, for
+                ``read(..., exact=True)`` (otherwise loaded on the first such call).
         """
         self.model_dir = Path(model_dir)
         overrides = {
@@ -106,7 +110,9 @@ class Reader:
         self.dtype = autocast_dtype(self.device, precision)
         self.choice = resolve_backend(backend, self.device.type)  # fails now on a bad setting
         self.export_dir = Path(export_dir) if export_dir is not None else None
+        self.exact_rereads = exact_rereads
         self._runtime: Runtime | None = None
+        self._exact_runtime: Runtime | None = None  # an int8 reader's fp32 export
         self._model: Any = None
         self._tokenizer: Any = None
         # Questions too long for a window, read by their first tokens (see features.fit_questions).
@@ -122,6 +128,12 @@ class Reader:
     def backend(self) -> str:
         """The backend that reads: ``torch``, ``onnx`` or ``onnx-int8`` (``auto`` resolved)."""
         return self.choice.name
+
+    @property
+    def approximate(self) -> bool:
+        """True when the backend reads with quantised weights, so that ``read(..., exact=True)`` reads
+        otherwise: on the unquantised export, whose answers are torch's."""
+        return self.backend == ONNX_INT8
 
     def warm_up(self) -> None:
         """Load model and tokenizer (once; later calls do nothing).
@@ -156,8 +168,11 @@ class Reader:
                 runtime: Runtime = TorchRuntime(model, self.dtype)
                 detail = f"autocast {self.dtype}"
             else:
-                runtime = self._onnx_runtime()
+                runtime = self._onnx_runtime(self.backend)
                 detail = f"onnxruntime, {self.num_threads or 'all'} threads"
+                if self.approximate and self.exact_rereads:
+                    self._exact_runtime = self._onnx_runtime(ONNX)
+                    detail += ", fp32 export for exact re-reads"
             self._tokenizer = tokenizer
             self._runtime = runtime
             logger.info(
@@ -165,23 +180,27 @@ class Reader:
                 self.model_dir, self.device, self.backend, self.choice.reason, detail,
             )  # fmt: skip
 
-    def _onnx_runtime(self) -> Runtime:
-        """The checked (or freshly built) export, in an onnxruntime session."""
+    def _onnx_runtime(self, backend: str) -> Runtime:
+        """The checked (or freshly built) export of ``backend``, in an onnxruntime session."""
         from finetune.export import ensure_export  # noqa: PLC0415 - torch.onnx only when it builds
 
-        export = ensure_export(self.model_dir, self.backend, self.export_dir)
+        export = ensure_export(self.model_dir, backend, self.export_dir)
         try:
-            return OnnxRuntime(export.path, self.backend, self.num_threads)
+            return OnnxRuntime(export.path, backend, self.num_threads)
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelLoadError(f"onnxruntime cannot load {export.path} ({one_line(error)})") from error
 
-    def read(self, question: str, contexts: Sequence[str], top_k: int = 1) -> list[Reading]:
+    def read(
+        self, question: str, contexts: Sequence[str], top_k: int = 1, *, exact: bool = False
+    ) -> list[Reading]:
         """Find the answer spans to one question in each context.
 
         Args:
             question: the question.
             contexts: the passages to read (all in one batched forward pass).
             top_k: spans kept per context.
+            exact: read on the unquantised model (an int8 reader's fp32 export; any other backend reads
+                as it always does).
 
         Returns:
             One Reading per context, in context order; spans best first, with probabilities from one
@@ -203,14 +222,15 @@ class Reader:
             windows = prepare_eval_features(
                 self._tokenizer, [question] * len(contexts), list(contexts), self.windows
             )
-        logits = self.forward(windows)
+        logits = self.forward(windows, exact=exact)
         grouped: list[list[WindowLogits]] = [[] for _ in contexts]
         for window, window_logits in zip(windows, logits, strict=True):
             grouped[window.example_index].append(window_logits)
         return decode_question(list(contexts), grouped, self.decode, top_k)
 
-    def forward(self, windows: Sequence[Window]) -> list[WindowLogits]:
-        """Start/end logits of windows on the reader's backend (evaluation code batches many questions).
+    def forward(self, windows: Sequence[Window], *, exact: bool = False) -> list[WindowLogits]:
+        """Start/end logits of windows on the reader's backend (evaluation code batches many questions);
+        ``exact``: on the unquantised model (see ``read``).
 
         Raises:
             ReaderNotReadyError: ``warm_up()`` has not been called.
@@ -220,8 +240,13 @@ class Reader:
         if not windows:
             return []
         with self._lock:
+            runtime = self._runtime
+            if exact and self.approximate:
+                if self._exact_runtime is None:
+                    self._exact_runtime = self._onnx_runtime(ONNX)
+                runtime = self._exact_runtime
             return run_windows(
-                self._runtime, windows, batch_size=self.batch_size, pad_id=self._tokenizer.pad_token_id or 0
+                runtime, windows, batch_size=self.batch_size, pad_id=self._tokenizer.pad_token_id or 0
             )
 
     @property

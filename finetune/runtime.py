@@ -53,7 +53,12 @@ ONNX_BACKENDS = (ONNX, ONNX_INT8)
 # with AVX-512 VNNI and BF16 (same bench, load 1.6): int8 146 ms, torch 235 ms (bf16 autocast, which
 # this CPU has), fp32 ONNX 282 ms: 0.62x, same answer 96/100. VNNI speeds int8 up, but bf16 speeds torch
 # up as much, so the ratio barely moves; the offline BERT fusion before quantising was 4% slower here
-# (reading the 8 passages of 60 dev questions: 145 vs 139 ms a question).
+# (reading the 8 passages of 60 dev questions: 145 vs 139 ms a question). Also tried there, reading the
+# 8 passages of 60 dev questions: static int8 (QLinearMatMul, activation ranges calibrated on 64 train
+# questions) 217 ms a question against dynamic int8's 154 ms; fused Attention with QAttention 173 against
+# 178 ms in the same run (noise); quantising the attention's two activation products too 3% faster, same
+# flips. Where int8's rounding flips the engine's decision, the engine re-reads the close calls on the
+# fp32 export instead (bot.fusion.needs_recheck, HELPLINE_RECHECK_MARGIN).
 AUTO_CPU_BACKEND = ONNX_INT8
 
 # A batch is cut where padding its windows to the batch's longest would waste more than this share of

@@ -27,7 +27,7 @@ from tests.bot_fakes import CORPUS, FakeReader, free_port, write_corpus_docs
 BOT = Path(sys.executable).parent / "bot"
 ASK_KEYS = [
     "answer", "confidence", "passage_id", "passage", "title", "source", "latency_ms", "passages_read",
-    "backend", "basis",
+    "passages_rechecked", "backend", "basis",
 ]  # fmt: skip
 TINY_VOCAB = [
     "[PAD]",

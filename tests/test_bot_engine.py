@@ -121,6 +121,56 @@ def test_the_confidence_is_the_calibrated_probability(tmp_path: Path) -> None:
     assert answer.confidence == pytest.approx(1 / (1 + math.exp(-(0.1 * 9.0 - 0.5))))  # margin 9 - 0
 
 
+class ApproximateReader(FakeReader):
+    """An int8-like reader: its exact read scores every span 20 instead of 9."""
+
+    approximate = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exact_reads: list[int] = []
+
+    def read(self, question, contexts, top_k=1, *, exact=False):  # noqa: ANN001, ANN201 - the fake's
+        readings = super().read(question, contexts, top_k)
+        if not exact:
+            return readings
+        self.exact_reads.append(len(contexts))
+        return [dataclasses.replace(r, spans=tuple(dataclasses.replace(s, score=20.0) for s in r.spans))
+                for r in readings]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("approximate", "margin", "threshold", "rechecked"),
+    [
+        (True, 0.05, 0.62, True),  # 0.599 is 0.021 short of the threshold: a close call
+        (True, 0.0, 0.62, False),  # re-reading switched off
+        (True, 0.05, 0.70, False),  # 0.10 short: int8's rounding cannot carry it over
+        (False, 0.05, 0.62, False),  # an exact reader is never re-read
+    ],
+)
+def test_a_close_call_on_an_approximate_reader_is_read_again_exactly(
+    tmp_path: Path, approximate: bool, margin: float, threshold: float, rechecked: bool
+) -> None:
+    zeros, ones = tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES)
+    coef = tuple(0.1 if name == "margin" else 0.0 for name in FEATURES)
+    calibration = Calibration(
+        FEATURES, zeros, ones, coef, -0.5, threshold, 0.9, top_k=3, retrieval_weight=0.0
+    )  # fmt: skip
+    reader = ApproximateReader()
+    reader.approximate = approximate
+    settings = make_settings(tmp_path, recheck_margin=margin, top_k=3)
+    engine = AnswerEngine.from_settings(settings, reader=reader, index=FakeIndex(), calibration=calibration)
+    answer = engine.answer("What is brittle diabetes characterized by?")
+    if rechecked:
+        # The one passage with a span is re-read (it is the likeliest candidate), scored 20: 0.82.
+        assert reader.exact_reads == [1] and answer.passages_rechecked == 1
+        assert answer.answered and answer.confidence == pytest.approx(1 / (1 + math.exp(-(0.1 * 20.0 - 0.5))))
+    else:
+        assert reader.exact_reads == [] and answer.passages_rechecked == 0
+        assert not answer.answered and answer.confidence == pytest.approx(1 / (1 + math.exp(-0.4)))
+    assert answer.passages_read == len(answer.retrieved)
+
+
 def test_nothing_retrieved_gives_no_answer_without_passage(tmp_path: Path) -> None:
     reader = FakeReader()
     engine = make_engine(tmp_path, reader)
@@ -252,8 +302,9 @@ def test_engine_config_holds_no_token(tmp_path: Path) -> None:
     config = EngineConfig.from_settings(settings)
     assert "secret" not in repr(config)
     assert config.scoring == Scoring(
-        settings.retrieval_weight, settings.min_confidence, settings.spans_per_passage
-    )
+        settings.retrieval_weight, settings.min_confidence, settings.spans_per_passage,
+        settings.recheck_margin,
+    )  # fmt: skip
     assert config.top_k == settings.top_k
 
 

@@ -349,7 +349,7 @@ async def test_errors_are_logged_and_the_member_gets_an_apology(
     telegram: FakeTelegram, settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     class BrokenReader(FakeReader):
-        def read(self, question, contexts, top_k=1):
+        def read(self, question, contexts, top_k=1, *, exact=False):
             raise RuntimeError("the reader broke")
 
     engine = AnswerEngine.from_settings(settings, reader=BrokenReader())

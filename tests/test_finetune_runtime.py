@@ -140,6 +140,29 @@ def test_int8_logits_stay_close_to_torchs(model_dir: Path, tmp_path: Path) -> No
         assert float(np.abs(a.start_logits - b.start_logits).max()) < 0.25 * scale
 
 
+@pytest.mark.parametrize("exact_rereads", [True, False])
+def test_an_int8_reader_reads_exactly_on_its_fp32_export(
+    model_dir: Path, tmp_path: Path, exact_rereads: bool
+) -> None:
+    """``read(exact=True)`` on int8 gives the fp32 export's readings (loaded at warm-up when asked for,
+    else on first use); a plain read stays int8's, and the other backends are not approximate."""
+    exports = tmp_path / "exports"
+    fp32 = _reader(model_dir, "onnx", export_dir=exports)
+    int8 = _reader(model_dir, "onnx-int8", export_dir=exports, exact_rereads=exact_rereads)
+    assert int8.approximate and not fp32.approximate and not _reader(model_dir, "torch").approximate
+    assert (int8._exact_runtime is not None) == exact_rereads  # loaded with the model, not on a member's time
+    reference = fp32.read(QUESTION, CONTEXTS, top_k=2)
+    exact = int8.read(QUESTION, CONTEXTS, top_k=2, exact=True)
+    plain = int8.read(QUESTION, CONTEXTS, top_k=2)
+    for a, b in zip(reference, exact, strict=True):
+        assert [(s.start, s.end) for s in a.spans] == [(s.start, s.end) for s in b.spans]
+        assert [s.score for s in a.spans] == pytest.approx([s.score for s in b.spans], abs=1e-4)
+    assert [s.score for r in plain for s in r.spans] != pytest.approx(
+        [s.score for r in reference for s in r.spans], abs=1e-4
+    )  # int8's own reading is another one: the exact one really came from the fp32 export
+    assert fp32.read(QUESTION, CONTEXTS, top_k=2, exact=True) == fp32.read(QUESTION, CONTEXTS, top_k=2)
+
+
 @pytest.mark.parametrize("backend", ONNX_BACKENDS)
 def test_batching_does_not_change_onnx_results(model_dir: Path, tmp_path: Path, backend: str) -> None:
     exports = tmp_path / "exports"

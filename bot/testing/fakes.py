@@ -95,6 +95,7 @@ class FakeReader:
     """
 
     backend = "fake"  # what ``AnswerEngine.backend`` reports for it
+    approximate = False  # it reads exactly: the engine never re-reads its close calls
 
     def __init__(self, answers: Mapping[str, str] | None = None, delay_s: float = 0.0, name: str = "fake"):
         self.answers = dict(answers if answers is not None else {c[4]: c[3] for c in CORPUS})
@@ -110,7 +111,9 @@ class FakeReader:
     def warm_up(self) -> None:
         self.warmed = True
 
-    def read(self, question: str, contexts: Sequence[str], top_k: int = 1) -> list[Reading]:
+    def read(
+        self, question: str, contexts: Sequence[str], top_k: int = 1, *, exact: bool = False
+    ) -> list[Reading]:
         with self._lock:
             self.calls.append((question, len(contexts)))
             self.in_flight += 1
