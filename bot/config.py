@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     # Weight of a passage's retrieval score next to the reader's margin when choosing the answer.
     retrieval_weight: float = Field(TUNED_RETRIEVAL_WEIGHT, ge=0.0, alias="HELPLINE_RETRIEVAL_WEIGHT")
     # Answers below this calibrated confidence are declined; unset: the threshold fitted with the
-    # model's calibration.json (chosen for 80% of answers right on dev, out of fold).
+    # model's calibration.json (chosen for 80% of answers right on its held-out questions, out of fold).
     min_confidence: float | None = Field(None, ge=0.0, le=1.0, alias="HELPLINE_MIN_CONFIDENCE")
     # The longest answer span; None keeps the served model's own (its reader_config.json).
     max_answer_tokens: int | None = Field(None, ge=1, alias="HELPLINE_MAX_ANSWER_TOKENS")
