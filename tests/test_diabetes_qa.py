@@ -3,6 +3,7 @@ the reader, and from each other."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -50,3 +51,40 @@ def test_the_built_sets_are_what_the_source_records_give() -> None:
         **questions("calib.json"),
     }  # fmt: skip
     assert {r["id"] for r in records} == set(built)  # run `python data/diabetes-qa/build.py build`
+
+
+def _build_module():  # noqa: ANN202 - the data folder's build script, loaded as a module
+    spec = importlib.util.spec_from_file_location("diabetes_qa_build", QA / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_later_questions_are_trained_on_without_the_held_apart_facts(tmp_path: Path) -> None:
+    """Stage 6 trains on ``later/`` as ``build.py untaught`` gives it: no test or calibration question,
+    nor its answer in the same paragraph, reaches training."""
+    out = tmp_path / "later.json"
+    _build_module().untaught("later", out)
+    later = json.loads(out.read_text(encoding="utf-8"))["data"]
+    taught = {qa["id"]: qa for a in later for p in a["paragraphs"] for qa in p["qas"]}
+    assert len(taught) >= 500
+    built = {**questions("train.json"), **questions("dev.json"), **questions("test.json"),
+             **questions("calib.json")}  # fmt: skip
+    assert not set(taught) & set(built)
+    held_texts = {q.lower() for _, q in {**questions("test.json"), **questions("calib.json")}.values()}
+    assert not [qa for qa in taught.values() if qa["question"].lower() in held_texts]
+    held_spans = {
+        (p["context"], a["answer_start"], a["answer_start"] + len(a["text"]))
+        for name in ("test.json", "calib.json")
+        for doc in json.loads((QA / name).read_text(encoding="utf-8"))["data"]
+        for p in doc["paragraphs"]
+        for qa in p["qas"]
+        for a in qa["answers"]
+    }  # fmt: skip
+    for doc in later:
+        assert doc["doc"] not in (QA / "dev_docs.txt").read_text(encoding="utf-8").split()
+        for p in doc["paragraphs"]:
+            for qa in p["qas"]:
+                for a in qa["answers"]:
+                    start, end = a["answer_start"], a["answer_start"] + len(a["text"])
+                    assert not [s for c, s, e in held_spans if c == p["context"] and s < end and start < e]

@@ -21,9 +21,15 @@ it is surer of itself there than on the dev set's unseen documents.
 
 Never copy these records into ``src/``.
 
+``later/*.jsonl`` holds questions about the train documents written after those two sets (batch 8, for
+the reader's stage 6); they are not built into ``train.json`` (stages 2-5 trained on it as it is), but
+given by ``untaught`` to the stage that trains on them, without the questions whose answer is a test or
+calibration question's answer in the same paragraph text.
+
 Usage:
     python data/diabetes-qa/build.py paragraphs            # data/diabetes-qa/paragraphs.jsonl
     python data/diabetes-qa/build.py build                 # train, dev, test and calib .json
+    python data/diabetes-qa/build.py untaught later OUT.json   # later/*.jsonl, held-apart facts left out
 """
 
 from __future__ import annotations
@@ -92,44 +98,98 @@ def answer_start(context: str, answer: str, occurrence: int, where: str) -> int:
     return start
 
 
+def squad_record(rec: dict, docs: dict[str, tuple[str, list[str]]]) -> tuple[str, str, int, str, dict]:
+    """(doc, title, para, context, SQuAD qa) of one checked annotation record."""
+    where = rec["_where"]
+    if rec["doc"] not in docs:
+        sys.exit(f"{where}: unknown doc {rec['doc']!r}")
+    title, paras = docs[rec["doc"]]
+    if not 0 <= rec["para"] < len(paras):
+        sys.exit(f"{where}: para {rec['para']} out of range for {rec['doc']}")
+    context, answer = paras[rec["para"]], rec["answer"]
+    qa = {"id": rec["id"], "question": rec["question"], "is_impossible": not answer, "answers": []}
+    if answer:
+        start = answer_start(context, answer, rec.get("occurrence", 1), where)
+        qa["answers"] = [{"text": answer, "answer_start": start}]
+    return rec["doc"], title, rec["para"], context, qa
+
+
+def write_squad(groups: dict[tuple[str, str, int, str], list], out: Path) -> int:
+    """Write grouped questions as one SQuAD v2 file (temp file, then rename); the number written."""
+    by_doc: dict[tuple[str, str], list] = defaultdict(list)
+    for (doc, title, _, context), qas in sorted(groups.items()):
+        by_doc[(doc, title)].append({"context": context, "qas": qas})
+    data = [{"title": title, "doc": doc, "paragraphs": paras} for (doc, title), paras in by_doc.items()]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"version": "v2.0", "data": data}, indent=1, ensure_ascii=False))
+    tmp.replace(out)
+    return sum(len(p["qas"]) for a in data for p in a["paragraphs"])
+
+
+def load_docs() -> dict[str, tuple[str, list[str]]]:
+    return {p.name: read_doc(p) for p in DOCS.glob("*.md")}
+
+
 def build() -> None:
     dev_docs = set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
-    docs = {p.name: read_doc(p) for p in DOCS.glob("*.md")}
+    docs = load_docs()
     sides: dict[str, dict] = {side: defaultdict(list) for side in ("train", "dev", *HELD_APART)}
     seen: set[str] = set()
     for rec in load_records() + [rec for folder in HELD_APART for rec in load_records(folder)]:
         where = rec["_where"]
-        if rec["doc"] not in docs:
-            sys.exit(f"{where}: unknown doc {rec['doc']!r}")
-        title, paras = docs[rec["doc"]]
-        if not 0 <= rec["para"] < len(paras):
-            sys.exit(f"{where}: para {rec['para']} out of range for {rec['doc']}")
+        doc, title, para, context, qa = squad_record(rec, docs)
         if rec["id"] in seen:
             sys.exit(f"{where}: duplicate id {rec['id']!r}")
         seen.add(rec["id"])
-        context, answer = paras[rec["para"]], rec["answer"]
-        qa = {"id": rec["id"], "question": rec["question"], "is_impossible": not answer, "answers": []}
-        if answer:
-            start = answer_start(context, answer, rec.get("occurrence", 1), where)
-            qa["answers"] = [{"text": answer, "answer_start": start}]
         held = rec["_folder"] in HELD_APART
-        if held and rec["doc"] in dev_docs:
-            sys.exit(f"{where}: {rec['_folder']} questions are about train documents; {rec['doc']} is a dev "
+        if held and doc in dev_docs:
+            sys.exit(f"{where}: {rec['_folder']} questions are about train documents; {doc} is a dev "
                      "document")  # fmt: skip
-        side = rec["_folder"] if held else "dev" if rec["doc"] in dev_docs else "train"
-        sides[side][(rec["doc"], title, rec["para"], context)].append(qa)
+        side = rec["_folder"] if held else "dev" if doc in dev_docs else "train"
+        sides[side][(doc, title, para, context)].append(qa)
     for side, groups in sides.items():
-        by_doc: dict[tuple[str, str], list] = defaultdict(list)
-        for (doc, title, _, context), qas in sorted(groups.items()):
-            by_doc[(doc, title)].append({"context": context, "qas": qas})
-        data = [{"title": title, "doc": doc, "paragraphs": paras} for (doc, title), paras in by_doc.items()]
         out = HERE / f"{side}.json"
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": "v2.0", "data": data}, indent=1, ensure_ascii=False))
-        tmp.replace(out)
-        n = sum(len(p["qas"]) for a in data for p in a["paragraphs"])
-        print(f"{side}: {len(data)} documents, {n} questions -> {out}")
+        written = write_squad(groups, out)
+        print(f"{side}: {len({doc for doc, *_ in groups})} documents, {written} questions -> {out}")
+
+
+def untaught(folder: str, out: Path) -> None:
+    """The questions of ``folder`` (written after the held-apart sets, e.g. ``later``), less those whose
+    answer overlaps the answer of a held-apart question in the same paragraph text: a reader trained on them
+    is still tested (``test``) and calibrated (``calib``) on facts it was not taught."""
+    dev_docs = set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
+    docs = load_docs()
+    # By paragraph text, not (doc, para): four documents are copies of "Causes of Diabetes".
+    held: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for rec in [rec for folder in HELD_APART for rec in load_records(folder)]:
+        _, _, _, context, qa = squad_record(rec, docs)
+        held[context] += [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in qa["answers"]]
+    groups: dict[tuple[str, str, int, str], list] = defaultdict(list)
+    overlapping = 0
+    seen: set[str] = set()
+    for rec in load_records(folder):
+        doc, title, para, context, qa = squad_record(rec, docs)
+        if doc in dev_docs:
+            sys.exit(f"{rec['_where']}: {doc} is a dev document; {folder}/ is about train documents")
+        if rec["id"] in seen:
+            sys.exit(f"{rec['_where']}: duplicate id {rec['id']!r}")
+        seen.add(rec["id"])
+        spans = [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in qa["answers"]]
+        if any(s < h_end and h_start < e for s, e in spans for h_start, h_end in held[context]):
+            overlapping += 1
+            continue
+        groups[(doc, title, para, context)].append(qa)
+    written = write_squad(groups, out)
+    print(f"{folder}: {written} questions -> {out} ({overlapping} left out: a held-apart question's answer)")
 
 
 if __name__ == "__main__":
-    {"paragraphs": dump_paragraphs, "build": build}[sys.argv[1] if len(sys.argv) > 1 else "build"]()
+    command = sys.argv[1] if len(sys.argv) > 1 else "build"
+    if command == "untaught":
+        if len(sys.argv) != 4:
+            sys.exit("usage: build.py untaught FOLDER OUT.json")
+        untaught(sys.argv[2], Path(sys.argv[3]))
+    elif command in ("paragraphs", "build"):
+        {"paragraphs": dump_paragraphs, "build": build}[command]()
+    else:
+        sys.exit(f"unknown command {command!r}: paragraphs, build or untaught")
