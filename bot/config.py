@@ -20,20 +20,22 @@ SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
 # all-MiniLM-L6-v2's passage vectors (retrieval train-query-encoder; figures in its README.md).
 SHIPPED_QUERY_ENCODER_DIR = SHIPPED_MODEL_DIR.parent / "query-encoder"
 # Passages read per question, from bench/tune_engine.py on data/diabetes-qa/dev.json and calib.json
-# (880 questions, out of fold by document, threshold for 80% precision; shipped reader, hybrid
+# (880 questions, out of fold by document, threshold for 80% precision; shipped stage-6 reader, hybrid
 # retrieval with the query encoder, direct answers counted, table cells as rows): answered right k=1
-# 21.5%, k=3 18.3%, k=5 21.2%, k=8 15.8% (answering everything: 46.0 / 52.2 / 53.3 / 54.0%); k=1 and
-# k=3 are not chosen (bot.tuning.MIN_CHOSEN_K). On dev.json alone k=8 led (28.7% against 25.5%); the
-# calibration questions, about the documents the bot serves, reverse it.
+# 20.1%, k=3 23.6%, k=5 25.9%, k=8 23.6% (answering everything: 47.2 / 51.9 / 54.5 / 54.5%); k=1 and
+# k=3 are not chosen (bot.tuning.MIN_CHOSEN_K). With the stage-5 reader k=5 led too (21.2% against 15.8%
+# at k=8); on dev.json alone k=8 had led (28.7% against 25.5%), the calibration questions, about the
+# documents the bot serves, reverse it.
 TUNED_TOP_K = 5
 # Weight of the retrieval score when a model has no calibration (the calibration ranks otherwise).
 TUNED_RETRIEVAL_WEIGHT = 0.0
 # How near the threshold an int8 reader's confidence must lie for the engine to re-read the passages of
 # its two likeliest candidates on the fp32 export (whose answers are torch's). Measured offline on the
-# readings of every backend (int8, fp32 ONNX, torch; k=5, the shipped calibration, threshold 0.698): the
-# engine's answer (or decline) was torch's for 94.4% of the 426 dev questions with int8 alone; re-reading
-# at margin 0.03 gave 96.2%, 0.05 97.2%, 0.08 98.1% (17.6% of the questions re-read, 0.35 passages
-# each on average), 0.10 98.4%; on the 229 member test questions 95.6% alone, 97.8% at 0.08.
+# readings of every backend (int8, fp32 ONNX, torch; k=5) with the stage-5 reader and its calibration
+# (threshold 0.698): the engine's answer (or decline) was torch's for 94.4% of the 426 dev questions with
+# int8 alone; re-reading at margin 0.03 gave 96.2%, 0.05 97.2%, 0.08 98.1% (17.6% of the questions
+# re-read, 0.35 passages each on average), 0.10 98.4%; on the 229 member test questions 95.6% alone,
+# 97.8% at 0.08. The stage-6 reader's figure end to end is in README.md (bench/check_backends.py).
 TUNED_RECHECK_MARGIN = 0.08
 
 
