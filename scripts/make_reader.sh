@@ -135,22 +135,29 @@ fi
 STAGE5_EPOCHS=${STAGE5_EPOCHS:-1}     # 0 skips stage 5
 STAGE5_LR=${STAGE5_LR:-2e-5}
 STAGE5_MAX_SEQ=${STAGE5_MAX_SEQ:-256}  # 791 of the 827 bundled passages fit one window with a question
+# One members' stage (5 and 6): diabetes questions, a sample of their unanswerable twins, stage 4's SQuAD
+# articles cut to 6 and some SQuAD twins, from the previous stage, at stage 5's settings.
+# Usage: member_stage NAME BASE DIABETES_FILE DIABETES_TWINS SQUAD_TWINS SQUAD_TWINS_SEED EPOCHS
+member_stage() {
+  local name=$1 base=$2 data=$3 twins=$4 squad_twins=$5 squad_seed=$6 epochs=$7
+  MAKE_NEG=${MAKE_NEG:-"python3 scripts/make_unanswerable.py"}
+  $MAKE_NEG docs "$data" --docs data/docs --exclude-docs data/diabetes-qa/dev_docs.txt \
+    --per-question 1 --seed "$SEED" --sample "$twins" --out "$WORK/$name-diabetes-neg.json"
+  [ -s "$WORK/stage5-squad.json" ] || $FINETUNE split "$WORK/stage4-squad.json" --dev-articles 6 \
+    --seed "$SEED" --train-out "$WORK/stage5-rest.json" --dev-out "$WORK/stage5-squad.json"
+  rm -f "$WORK/stage5-rest.json"
+  $MAKE_NEG squad "$SQUAD_TRAIN" --questions "$squad_twins" --seed "$squad_seed" --out "$WORK/$name-squad-neg.json"
+  $FINETUNE train --data "$data" --data "$WORK/$name-diabetes-neg.json" \
+    --data "$WORK/stage5-squad.json" --data "$WORK/$name-squad-neg.json" --dev "$DIABETES_DEV" \
+    --output "$WORK/$name" --base-model "$base" --epochs "$epochs" --learning-rate "$STAGE5_LR" \
+    --max-seq-length "$STAGE5_MAX_SEQ" --doc-stride $((STAGE5_MAX_SEQ / 3)) --seed "$SEED" --save-dtype float16 \
+    --resume --json > "$WORK/$name.json"
+}
 if [ "$STAGE5_EPOCHS" != 0 ]; then
   base5="$final"
   final="$WORK/stage5"
   if [ ! -s "$WORK/stage5/metrics.json" ]; then
-    MAKE_NEG=${MAKE_NEG:-"python3 scripts/make_unanswerable.py"}
-    $MAKE_NEG docs "$DIABETES_TRAIN" --docs data/docs --exclude-docs data/diabetes-qa/dev_docs.txt \
-      --per-question 1 --seed "$SEED" --sample 1800 --out "$WORK/stage5-diabetes-neg.json"
-    [ -s "$WORK/stage5-squad.json" ] || $FINETUNE split "$WORK/stage4-squad.json" --dev-articles 6 \
-      --seed "$SEED" --train-out "$WORK/stage5-rest.json" --dev-out "$WORK/stage5-squad.json"
-    rm -f "$WORK/stage5-rest.json"
-    $MAKE_NEG squad "$SQUAD_TRAIN" --questions 1000 --seed $((SEED + 1)) --out "$WORK/stage5-squad-neg.json"
-    $FINETUNE train --data "$DIABETES_TRAIN" --data "$WORK/stage5-diabetes-neg.json" \
-      --data "$WORK/stage5-squad.json" --data "$WORK/stage5-squad-neg.json" --dev "$DIABETES_DEV" \
-      --output "$WORK/stage5" --base-model "$base5" --epochs "$STAGE5_EPOCHS" --learning-rate "$STAGE5_LR" \
-      --max-seq-length "$STAGE5_MAX_SEQ" --doc-stride $((STAGE5_MAX_SEQ / 3)) --seed "$SEED" --save-dtype float16 \
-      --resume --json > "$WORK/stage5.json"
+    member_stage stage5 "$base5" "$DIABETES_TRAIN" 1800 1000 $((SEED + 1)) "$STAGE5_EPOCHS"
   fi
 fi
 
@@ -166,19 +173,8 @@ if [ "$STAGE6_EPOCHS" != 0 ]; then
   base6="$final"
   final="$WORK/stage6"
   if [ ! -s "$WORK/stage6/metrics.json" ]; then
-    MAKE_NEG=${MAKE_NEG:-"python3 scripts/make_unanswerable.py"}
     python3 data/diabetes-qa/build.py untaught later "$WORK/stage6-diabetes.json"
-    $MAKE_NEG docs "$WORK/stage6-diabetes.json" --docs data/docs --exclude-docs data/diabetes-qa/dev_docs.txt \
-      --per-question 1 --seed "$SEED" --sample 250 --out "$WORK/stage6-diabetes-neg.json"
-    [ -s "$WORK/stage5-squad.json" ] || $FINETUNE split "$WORK/stage4-squad.json" --dev-articles 6 \
-      --seed "$SEED" --train-out "$WORK/stage5-rest.json" --dev-out "$WORK/stage5-squad.json"
-    rm -f "$WORK/stage5-rest.json"
-    $MAKE_NEG squad "$SQUAD_TRAIN" --questions 330 --seed $((SEED + 2)) --out "$WORK/stage6-squad-neg.json"
-    $FINETUNE train --data "$WORK/stage6-diabetes.json" --data "$WORK/stage6-diabetes-neg.json" \
-      --data "$WORK/stage5-squad.json" --data "$WORK/stage6-squad-neg.json" --dev "$DIABETES_DEV" \
-      --output "$WORK/stage6" --base-model "$base6" --epochs "$STAGE6_EPOCHS" --learning-rate "$STAGE5_LR" \
-      --max-seq-length "$STAGE5_MAX_SEQ" --doc-stride $((STAGE5_MAX_SEQ / 3)) --seed "$SEED" --save-dtype float16 \
-      --resume --json > "$WORK/stage6.json"
+    member_stage stage6 "$base6" "$WORK/stage6-diabetes.json" 250 330 $((SEED + 2)) "$STAGE6_EPOCHS"
   fi
 fi
 

@@ -1,0 +1,36 @@
+"""scripts/make_reader.sh, with its commands echoed instead of run: the stages it resumes from are skipped,
+and stage 6 trains on the batch-8 questions as ``build.py untaught`` gives them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_stage_6_trains_from_stage_5_on_the_untaught_questions(tmp_path: Path) -> None:
+    for stage in ("stage1", "stage2", "stage3", "stage4", "stage5"):  # finished stages are kept
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "metrics.json").write_text("{}")
+    (tmp_path / "stage6").mkdir()  # what the echoed `finetune train` would have written
+    for made in ("squad-dev.json", "squad-mix.json", "stage5-squad.json"):
+        (tmp_path / made).write_text("{}")
+    env = {**os.environ, "FINETUNE": "echo finetune", "MAKE_NEG": "echo make_neg", "WORK": str(tmp_path),
+           "OUTPUT": str(tmp_path / "out")}  # fmt: skip
+    script = ["bash", "scripts/make_reader.sh"]
+    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    train = (tmp_path / "stage6.json").read_text().split()
+    assert train[:2] == ["finetune", "train"]
+    data = [train[i + 1] for i, word in enumerate(train) if word == "--data"]
+    assert data == [str(tmp_path / f) for f in ("stage6-diabetes.json", "stage6-diabetes-neg.json",
+                                                  "stage5-squad.json", "stage6-squad-neg.json")]  # fmt: skip
+    assert train[train.index("--base-model") + 1] == str(tmp_path / "stage5")
+    taught = json.loads((tmp_path / "stage6-diabetes.json").read_text())["data"]
+    assert sum(len(p["qas"]) for a in taught for p in a["paragraphs"]) >= 500
+    twins = [line for line in done.stdout.splitlines() if line.startswith("make_neg docs")]
+    assert len(twins) == 1 and "--sample 250" in twins[0]  # only stage 6 made twins
+    assert not (tmp_path / "stage1.json").exists()  # stages 1-5 were not run again
