@@ -130,8 +130,17 @@ def load_docs() -> dict[str, tuple[str, list[str]]]:
     return {p.name: read_doc(p) for p in DOCS.glob("*.md")}
 
 
+def load_dev_docs() -> set[str]:
+    return set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
+
+
+def answer_spans(qa: dict) -> list[tuple[int, int]]:
+    """(start, end) offsets of a SQuAD qa's answers in its context."""
+    return [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in qa["answers"]]
+
+
 def build() -> None:
-    dev_docs = set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
+    dev_docs = load_dev_docs()
     docs = load_docs()
     sides: dict[str, dict] = {side: defaultdict(list) for side in ("train", "dev", *HELD_APART)}
     seen: set[str] = set()
@@ -157,13 +166,13 @@ def untaught(folder: str, out: Path) -> None:
     """The questions of ``folder`` (written after the held-apart sets, e.g. ``later``), less those whose
     answer overlaps the answer of a held-apart question in the same paragraph text: a reader trained on them
     is still tested (``test``) and calibrated (``calib``) on facts it was not taught."""
-    dev_docs = set(DEV_DOCS_FILE.read_text().split()) if DEV_DOCS_FILE.exists() else set()
+    dev_docs = load_dev_docs()
     docs = load_docs()
     # By paragraph text, not (doc, para): four documents are copies of "Causes of Diabetes".
     held: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for rec in [rec for folder in HELD_APART for rec in load_records(folder)]:
         _, _, _, context, qa = squad_record(rec, docs)
-        held[context] += [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in qa["answers"]]
+        held[context] += answer_spans(qa)
     groups: dict[tuple[str, str, int, str], list] = defaultdict(list)
     overlapping = 0
     seen: set[str] = set()
@@ -174,8 +183,7 @@ def untaught(folder: str, out: Path) -> None:
         if rec["id"] in seen:
             sys.exit(f"{rec['_where']}: duplicate id {rec['id']!r}")
         seen.add(rec["id"])
-        spans = [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in qa["answers"]]
-        if any(s < h_end and h_start < e for s, e in spans for h_start, h_end in held[context]):
+        if any(s < h_end and h_start < e for s, e in answer_spans(qa) for h_start, h_end in held[context]):
             overlapping += 1
             continue
         groups[(doc, title, para, context)].append(qa)
