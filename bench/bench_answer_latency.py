@@ -6,7 +6,7 @@ configurations in the same run: the served one (the defaults of ``bot/config.py`
 ``top_k`` passages, calibrated confidence, the ``auto`` reader backend) and baselines that each undo
 one choice: the torch backend at the same k (the reference of the fast-reader issue, with its query
 encoder on torch too), the other thread count (one, or two when one is served; each backend), fp32
-ONNX instead of int8, one passage, plus the engine as it was before hybrid retrieval (BM25, one
+and int8 ONNX Runtime, one passage, plus the engine as it was before hybrid retrieval (BM25, one
 passage, torch). To be fair under a varying load,
 the configurations take turns in blocks of ``BLOCK`` questions, each block after one untimed question.
 
@@ -140,6 +140,7 @@ def configs(served: Settings, quick: bool) -> list[Config]:
         dataclasses.replace(mine, name=f"served, {other} thread(s)", threads=other),
         dataclasses.replace(torch_same_k, name=f"torch backend, {other} thread(s)", threads=other),
         dataclasses.replace(mine, name="onnx fp32, same k", backend="onnx"),
+        dataclasses.replace(mine, name="onnx int8, same k", backend="onnx-int8"),
         dataclasses.replace(mine, name="served, k=1", top_k=1),
         old,
     ]

@@ -103,10 +103,10 @@ class Settings(BaseSettings):
     # machine crowded by training jobs (load 2.6-6.7), favoured one thread (p95 666 vs 1117 ms at k=5):
     # each parallel region waits for its slowest, descheduled thread. On a shared, busy machine set 1.
     reader_threads: int = Field(0, ge=0, le=256, alias="HELPLINE_READER_THREADS")
-    # The reader's runtime (finetune/runtime.py): auto = the fastest measured on a CPU (int8 ONNX Runtime,
-    # when onnxruntime is installed), torch on CUDA; torch = the bf16/fp32 torch path. The query encoder
-    # of dense/hybrid retrieval runs on the same runtime (fp32 ONNX unless this is torch).
-    reader_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+    # The reader's runtime (finetune/runtime.py): auto = the fastest measured on a CPU (OpenVINO bf16 on
+    # a CPU with AMX, else int8 ONNX Runtime), torch on CUDA; torch = the bf16/fp32 torch path. The query
+    # encoder of dense/hybrid retrieval runs on the same runtime, in fp32 (bot.engine.encoder_backend).
+    reader_backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino"] = Field(
         "auto", alias="HELPLINE_READER_BACKEND"
     )
     # Where the ONNX exports of the served model live (built there on first load when missing or

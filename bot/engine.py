@@ -38,6 +38,7 @@ from bot.fusion import (
 from bot.headings import Headings
 from bot.quoting import quote_around
 from bot.tables import with_table_row
+from finetune.runtime import AUTO, OPENVINO, TORCH, auto_cpu_backend
 from finetune.types import Reading, Span
 from retrieval import HybridSettings, IndexReport, Passage, ScoredPassage, build_index, load_index
 from retrieval.synonyms import SynonymTable
@@ -96,7 +97,7 @@ class EngineConfig:
         query_encoder_dir: the fine-tuned question encoder (None: questions use the passage encoder).
         max_answer_tokens: the longest answer span, in tokens (None: the model's reader_config.json).
         reader_threads: CPU threads for the reader and the query encoder (0: the runtime's default).
-        reader_backend: ``auto``, ``torch``, ``onnx`` or ``onnx-int8`` (``finetune.runtime``).
+        reader_backend: ``auto``, ``torch``, ``onnx``, ``onnx-int8`` or ``openvino`` (``finetune.runtime``).
         reader_export_dir: where the ONNX exports live (None: beside the model's weights).
     """
 
@@ -264,7 +265,8 @@ class AnswerEngine:
 
     @property
     def backend(self) -> str:
-        """The reader's backend (``torch``, ``onnx``, ``onnx-int8``; a test fake's name or ``unknown``)."""
+        """The reader's backend (``torch``, ``onnx``, ``onnx-int8``, ``openvino``; a test fake's name or
+        ``unknown``)."""
         return str(getattr(self._reader, "backend", "unknown"))
 
     @property
@@ -622,12 +624,17 @@ def make_encoder(config: EngineConfig) -> Any:
 
 
 def encoder_backend(reader_backend: str) -> str:
-    """The query encoder's runtime for a reader backend: torch with torch, else ONNX when available.
+    """The query encoder's runtime for a reader backend setting: torch with torch, OpenVINO with
+    OpenVINO (``auto`` where it serves OpenVINO), else ONNX Runtime when available.
 
     The encoder stays fp32 on every runtime: the index's passage vectors were embedded in fp32, and
-    int8 query vectors would move the dense ranking away from them.
+    int8 or bf16 query vectors would move the dense ranking away from them.
     """
-    return "torch" if reader_backend == "torch" else "auto"
+    if reader_backend == AUTO:
+        reader_backend = auto_cpu_backend().name  # on CUDA the reader is torch's; the encoder stays here
+    if reader_backend in (TORCH, OPENVINO):
+        return reader_backend
+    return AUTO
 
 
 def return_freed_memory() -> None:

@@ -292,7 +292,7 @@ def evaluate(
     ] = "auto",
     backend: Annotated[
         str,
-        typer.Option(envvar="HELPLINE_READER_BACKEND", help="auto, torch, onnx or onnx-int8."),
+        typer.Option(envvar="HELPLINE_READER_BACKEND", help="auto, torch, onnx, onnx-int8 or openvino."),
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:

@@ -60,7 +60,7 @@ class EvaluationReport:
         questions_per_second: ``n / seconds``.
         model: the model directory.
         data: the SQuAD file.
-        backend: the reader backend that read (``torch``, ``onnx``, ``onnx-int8``).
+        backend: the reader backend that read (``torch``, ``onnx``, ``onnx-int8``, ``openvino``).
         breakdown: on v2 data, ``HasAns_*`` and ``NoAns_*`` scores and totals (else empty).
     """
 
@@ -158,7 +158,7 @@ def evaluate_model(
         doc_stride: window overlap (None: the model's).
         seed: the sampling seed.
         precision: autocast precision (``auto``, ``fp32``, ``bf16``, ``fp16``).
-        backend: the reader backend (``auto``, ``torch``, ``onnx``, ``onnx-int8``).
+        backend: the reader backend (``auto``, ``torch``, ``onnx``, ``onnx-int8``, ``openvino``).
 
     Returns:
         The scores (with the HasAns/NoAns breakdown on v2 data) and the time they took.

@@ -2,7 +2,7 @@
 
 ``finetune export --model DIR`` (or the first load of an ONNX backend) writes, per variant::
 
-    DIR/onnx/fp32/model.onnx + export.json     (backend ``onnx``)
+    DIR/onnx/fp32/model.onnx + export.json     (backends ``onnx`` and ``openvino``, which compiles it)
     DIR/onnx/int8/model.onnx + export.json     (backend ``onnx-int8``: int8 dynamic quantisation)
 
 ``export.json`` records the SHA-256 of the weights and config it came from and of the ``.onnx`` file

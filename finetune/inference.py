@@ -10,7 +10,6 @@ import inspect
 import logging
 from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,13 +18,12 @@ import torch
 from finetune.errors import ConfigError
 from finetune.features import Window
 from finetune.postprocess import WindowLogits
-from finetune.runtime import Batch, run_windows
+from finetune.runtime import Batch, cpu_flags, run_windows
 
 logger = logging.getLogger(__name__)
 
 # CPU flags that make bf16 matmuls fast (Intel AMX or AVX512-BF16); without them bf16 is emulated/slow.
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-_CPUINFO = Path("/proc/cpuinfo")
 
 
 @cache
@@ -38,11 +36,7 @@ def cpu_supports_bf16() -> bool:
     capability = torch.backends.cpu.get_cpu_capability().upper()
     if "AMX" in capability:
         return True
-    try:
-        flags = set(_CPUINFO.read_text(errors="replace").split())
-    except OSError:
-        return False
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    return any(flag in cpu_flags() for flag in _BF16_CPU_FLAGS)
 
 
 def pick_device(device: str | None = None) -> torch.device:

@@ -24,7 +24,19 @@ from finetune.inference import TorchRuntime, autocast_dtype, pick_device
 from finetune.models import ModelLoadError, ModelNotFoundError, broken_model_error, one_line
 from finetune.postprocess import WindowLogits, decode_question
 from finetune.reader_config import ReaderConfig
-from finetune.runtime import AUTO, ONNX, ONNX_INT8, TORCH, OnnxRuntime, Runtime, resolve_backend, run_windows
+from finetune.runtime import (
+    AUTO,
+    ONNX,
+    ONNX_INT8,
+    OPENVINO,
+    TORCH,
+    OnnxRuntime,
+    OpenVinoRuntime,
+    Runtime,
+    openvino_precision,
+    resolve_backend,
+    run_windows,
+)  # fmt: skip
 from finetune.types import Reading
 
 __all__ = ["ModelLoadError", "Reader", "ReaderNotReadyError"]
@@ -82,11 +94,11 @@ class Reader:
                 torch's default, one per core). On a CPU shared with other busy processes, 1 can be
                 several times faster: the threads of one op wait for each other at every barrier.
                 The ONNX backends take it as their intra-op thread count.
-            backend: ``auto``, ``torch``, ``onnx`` or ``onnx-int8`` (see ``finetune.runtime``).
+            backend: ``auto``, ``torch``, ``onnx``, ``onnx-int8`` or ``openvino`` (see ``finetune.runtime``).
             export_dir: where the ONNX exports live (None: ``model_dir/onnx``); built there on first
                 load when missing or stale.
-            exact_rereads: an int8 reader also loads the fp32 export at warm-up, for
-                ``read(..., exact=True)`` (otherwise loaded on the first such call).
+            exact_rereads: an approximate reader (int8; OpenVINO in bf16) also loads its exact runtime
+                at warm-up, for ``read(..., exact=True)`` (otherwise loaded on the first such call).
         """
         self.model_dir = Path(model_dir)
         overrides = {
@@ -112,7 +124,7 @@ class Reader:
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self.exact_rereads = exact_rereads
         self._runtime: Runtime | None = None
-        self._exact_runtime: Runtime | None = None  # an int8 reader's fp32 export
+        self._exact_runtime: Runtime | None = None  # an approximate reader's exact runtime (see approximate)
         self._model: Any = None
         self._tokenizer: Any = None
         # Questions too long for a window, read by their first tokens (see features.fit_questions).
@@ -126,13 +138,16 @@ class Reader:
 
     @property
     def backend(self) -> str:
-        """The backend that reads: ``torch``, ``onnx`` or ``onnx-int8`` (``auto`` resolved)."""
+        """The backend that reads: ``torch``, ``onnx``, ``onnx-int8`` or ``openvino`` (``auto`` resolved)."""
         return self.choice.name
 
     @property
     def approximate(self) -> bool:
-        """True when the backend reads with quantised weights, so that ``read(..., exact=True)`` reads
-        otherwise: on the unquantised export, whose answers are torch's."""
+        """True when the backend reads with rounded weights or activations (int8; OpenVINO in bf16), so
+        that ``read(..., exact=True)`` reads otherwise: on the fp32 export (onnxruntime's or OpenVINO's
+        in f32), whose answers are torch's. Torch's own bf16 autocast is the reference, not approximate."""
+        if self.backend == OPENVINO:
+            return openvino_precision() != "f32"
         return self.backend == ONNX_INT8
 
     def warm_up(self) -> None:
@@ -169,9 +184,11 @@ class Reader:
                 detail = f"autocast {self.dtype}"
             else:
                 runtime = self._onnx_runtime(self.backend)
-                detail = f"onnxruntime, {self.num_threads or 'all'} threads"
+                openvino = isinstance(runtime, OpenVinoRuntime)
+                engine = f"openvino {runtime.precision}" if openvino else "onnxruntime"
+                detail = f"{engine}, {self.num_threads or 'all'} threads"
                 if self.approximate and self.exact_rereads:
-                    self._exact_runtime = self._onnx_runtime(ONNX)
+                    self._exact_runtime = self._exact_onnx_runtime()
                     detail += ", fp32 export for exact re-reads"
             self._tokenizer = tokenizer
             self._runtime = runtime
@@ -180,15 +197,25 @@ class Reader:
                 self.model_dir, self.device, self.backend, self.choice.reason, detail,
             )  # fmt: skip
 
-    def _onnx_runtime(self, backend: str) -> Runtime:
-        """The checked (or freshly built) export of ``backend``, in an onnxruntime session."""
+    def _onnx_runtime(self, backend: str, *, exact: bool = False) -> Runtime:
+        """The checked (or freshly built) export of ``backend`` in its runtime: an onnxruntime session, or
+        for ``openvino`` the fp32 export compiled by OpenVINO (``exact``: in f32)."""
         from finetune.export import ensure_export  # noqa: PLC0415 - torch.onnx only when it builds
 
-        export = ensure_export(self.model_dir, backend, self.export_dir)
+        export = ensure_export(self.model_dir, ONNX if backend == OPENVINO else backend, self.export_dir)
         try:
+            if backend == OPENVINO:
+                return OpenVinoRuntime(export.path, self.num_threads, exact=exact)
             return OnnxRuntime(export.path, backend, self.num_threads)
-        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ModelLoadError(f"onnxruntime cannot load {export.path} ({one_line(error)})") from error
+        except Exception as error:  # noqa: BLE001 - onnxruntime and openvino raise their own exception types
+            engine = "openvino" if backend == OPENVINO else "onnxruntime"
+            raise ModelLoadError(f"{engine} cannot load {export.path} ({one_line(error)})") from error
+
+    def _exact_onnx_runtime(self) -> Runtime:
+        """The runtime of exact re-reads: the fp32 export, in OpenVINO (f32) for an OpenVINO reader."""
+        if self.backend == OPENVINO:
+            return self._onnx_runtime(OPENVINO, exact=True)
+        return self._onnx_runtime(ONNX)
 
     def read(
         self, question: str, contexts: Sequence[str], top_k: int = 1, *, exact: bool = False
@@ -243,7 +270,7 @@ class Reader:
             runtime = self._runtime
             if exact and self.approximate:
                 if self._exact_runtime is None:
-                    self._exact_runtime = self._onnx_runtime(ONNX)
+                    self._exact_runtime = self._exact_onnx_runtime()
                 runtime = self._exact_runtime
             return run_windows(
                 runtime, windows, batch_size=self.batch_size, pad_id=self._tokenizer.pad_token_id or 0

@@ -7,10 +7,13 @@ all. The backends:
 - ``onnx``: the same weights exported to ONNX (``finetune.export``), run by ONNX Runtime with every
   graph optimisation (attention, layer-norm and GELU fusions) in fp32;
 - ``onnx-int8``: that export with int8 dynamic quantisation of its matrix multiplications;
-- ``auto`` (the default): ``AUTO_CPU_BACKEND`` on a CPU when onnxruntime is installed, else torch
-  (always torch on CUDA, where the torch path already runs in bf16/fp16 on tensor cores).
+- ``openvino``: the fp32 export compiled by OpenVINO, which runs it in bf16 on CPUs with AMX (its
+  default there; f32 elsewhere);
+- ``auto`` (the default): on a CPU, ``openvino`` where the CPU has AMX and openvino is installed, else
+  ``onnx-int8`` when onnxruntime is installed, else torch (always torch on CUDA, where the torch path
+  already runs in bf16/fp16 on tensor cores). See ``auto_cpu_backend``.
 
-This module imports neither torch nor onnxruntime at import time; the torch runtime lives in
+This module imports neither torch, onnxruntime nor openvino at import time; the torch runtime lives in
 ``finetune.inference``.
 """
 
@@ -20,6 +23,7 @@ import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,9 +38,12 @@ logger = logging.getLogger(__name__)
 TORCH = "torch"
 ONNX = "onnx"
 ONNX_INT8 = "onnx-int8"
+OPENVINO = "openvino"
 AUTO = "auto"
-BACKENDS = (AUTO, TORCH, ONNX, ONNX_INT8)
+BACKENDS = (AUTO, TORCH, ONNX, ONNX_INT8, OPENVINO)
 ONNX_BACKENDS = (ONNX, ONNX_INT8)
+# The backends that run an ONNX export (OpenVINO compiles the fp32 one).
+EXPORT_BACKENDS = (ONNX, ONNX_INT8, OPENVINO)
 # What ``auto`` serves on a CPU, chosen by measurement on the shipped (stage-5) reader, 2-core AVX2 CPU
 # without bf16 or VNNI (README, "Benchmarks"). bench/bench_answer_latency.py (k=8, 100 dev questions,
 # interleaved, two threads, load 1.5): p50 int8 267 ms, fp32 ONNX 354 ms, torch 436 ms (0.61x /
@@ -60,6 +67,21 @@ ONNX_BACKENDS = (ONNX, ONNX_INT8)
 # flips. Where int8's rounding flips the engine's decision, the engine re-reads the close calls on the
 # fp32 export instead (bot.fusion.needs_recheck, HELPLINE_RECHECK_MARGIN).
 AUTO_CPU_BACKEND = ONNX_INT8
+# What ``auto`` serves on a CPU with AMX (Intel Xeon, 2 cores), measured with the stage-6 reader, 150 dev
+# questions, k=5, AnswerEngine.answer in one process per backend (README "Benchmarks" has the bench runs):
+# engine p50 OpenVINO bf16 44 ms, ONNX int8 75 ms, torch bf16 autocast 93 ms; the same answer as torch for
+# 150/150 with OpenVINO, 147/150 with int8. AMX makes torch's bf16 about as fast as int8 on onnxruntime,
+# whose int8 kernels gain less from it; OpenVINO's bf16 kernels use the AMX tiles for every matrix product.
+AUTO_AMX_BACKEND = OPENVINO
+# OpenVINO in bf16 pads each batch's length to a multiple of this: AMX tiles take 16 rows of bf16 at a time.
+# Measured on the AMX CPU (60 random batches of 3-6 windows of 150-256 tokens): 37.5 ms a batch unpadded,
+# 27.7 ms padded to 16 (4% more tokens), 26.8 at 32, 29.1 at 64. ONNX int8 gained nothing from it (43 ms).
+OPENVINO_BF16_LENGTH_MULTIPLE = 16
+# OpenVINO reads a question's windows in one batch, padded to the longest: on AMX a call costs more than
+# the padding. Engine p50 over 100 dev questions, k=5: 49.5 / 48.6 ms with batches cut at 15% padding,
+# 47.5 at 30%, 47.0 at 50%, 46.3 / 46.1 uncut.
+OPENVINO_MAX_PADDING_SHARE = 1.0
+_CPUINFO = Path("/proc/cpuinfo")
 
 # A batch is cut where padding its windows to the batch's longest would waste more than this share of
 # the batch's tokens: windows come sorted longest first, so a cut costs one more call (~1 ms) and saves
@@ -77,7 +99,12 @@ class Batch:
 
 
 class Runtime(Protocol):
-    """A backend: a name and start/end logits, (batch, length) float32 each, for a padded batch."""
+    """A backend: a name and start/end logits, (batch, length) float32 each, for a padded batch.
+
+    A runtime may also say how it wants its batches (``run_windows`` reads them, with defaults):
+    ``length_multiple`` (pad each batch's length up to a multiple of it; default 1) and
+    ``max_padding_share`` (see ``plan_batches``; default ``MAX_PADDING_SHARE``).
+    """
 
     name: str
 
@@ -87,6 +114,36 @@ class Runtime(Protocol):
 def onnxruntime_available() -> bool:
     """True when the onnxruntime package can be imported (found without importing it)."""
     return importlib.util.find_spec("onnxruntime") is not None
+
+
+def openvino_available() -> bool:
+    """True when the openvino package can be imported (found without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the Linux kernel reports them (empty elsewhere)."""
+    try:
+        return frozenset(_CPUINFO.read_text(errors="replace").split())
+    except OSError:
+        return frozenset()
+
+
+def cpu_has_amx() -> bool:
+    """True when this CPU has AMX bf16 tiles (Intel Sapphire Rapids and later)."""
+    return "amx_bf16" in cpu_flags()
+
+
+def auto_cpu_backend() -> BackendChoice:
+    """What ``auto`` serves on this CPU, with the reason (see ``AUTO_AMX_BACKEND``, ``AUTO_CPU_BACKEND``)."""
+    if cpu_has_amx() and openvino_available():
+        return BackendChoice(AUTO_AMX_BACKEND, "auto on a cpu with AMX: the fastest measured")
+    if onnxruntime_available():
+        return BackendChoice(AUTO_CPU_BACKEND, "auto on cpu: the fastest measured")
+    if openvino_available():
+        return BackendChoice(OPENVINO, "auto on cpu: onnxruntime is not installed")
+    return BackendChoice(TORCH, "auto: neither onnxruntime nor openvino is installed (pip install openvino)")
 
 
 @dataclass(frozen=True)
@@ -117,12 +174,13 @@ def resolve_backend(requested: str, device_type: str) -> BackendChoice:
     if requested == AUTO:
         if device_type != "cpu":
             return BackendChoice(TORCH, f"auto on {device_type}: torch (bf16/fp16 autocast)")
-        if not onnxruntime_available():
-            return BackendChoice(TORCH, "auto: onnxruntime is not installed (pip install onnxruntime)")
-        return BackendChoice(AUTO_CPU_BACKEND, "auto on cpu: the fastest measured")
+        return auto_cpu_backend()
     if device_type != "cpu":
         raise ConfigError(f"reader backend {requested} runs on the CPU only, not on {device_type}")
-    if not onnxruntime_available():
+    if requested == OPENVINO:
+        if not openvino_available():
+            raise ConfigError("reader backend openvino needs openvino: pip install openvino")
+    elif not onnxruntime_available():
         raise ConfigError(f"reader backend {requested} needs onnxruntime: pip install onnxruntime")
     return BackendChoice(requested, "requested")
 
@@ -164,6 +222,54 @@ class OnnxRuntime:
         return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
 
 
+class OpenVinoRuntime:
+    """The fp32 ONNX export compiled by OpenVINO for the CPU.
+
+    Args:
+        path: the fp32 ``model.onnx`` file.
+        threads: inference threads (None or 0: OpenVINO's default, one per core).
+        exact: compile in f32 even where OpenVINO would run bf16 (the exact re-reads).
+    """
+
+    name = OPENVINO
+
+    def __init__(self, path: Path, threads: int | None = None, *, exact: bool = False):
+        import openvino as ov  # noqa: PLC0415 - optional and heavy: only this backend needs it
+
+        # LATENCY: one request at a time uses all the threads (the reader serialises its passes).
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        if exact:
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # bf16, f32
+        self.approximate = self.precision != "f32"
+        self.length_multiple = OPENVINO_BF16_LENGTH_MULTIPLE if self.approximate else 1
+        self.max_padding_share = OPENVINO_MAX_PADDING_SHARE
+        self._request = self._compiled.create_infer_request()
+        self._inputs = {port.get_any_name() for port in self._compiled.inputs}
+
+    def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        feeds = {
+            "input_ids": batch.input_ids,
+            "token_type_ids": batch.token_type_ids,
+            "attention_mask": batch.attention_mask,
+        }
+        outputs = self._request.infer({k: v for k, v in feeds.items() if k in self._inputs})
+        # Copies: the request reuses its output buffers on the next call.
+        return (np.array(outputs["start_logits"], dtype=np.float32),
+                np.array(outputs["end_logits"], dtype=np.float32))  # fmt: skip
+
+
+@cache
+def openvino_precision() -> str:
+    """The precision OpenVINO runs f32 models in on this CPU by default (``bf16`` with AMX, else ``f32``)."""
+    import openvino as ov  # noqa: PLC0415
+
+    return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+
 def plan_batches(
     lengths: Sequence[int], batch_size: int, max_padding_share: float = MAX_PADDING_SHARE
 ) -> list[list[int]]:
@@ -201,9 +307,14 @@ def plan_batches(
     return batches
 
 
-def pad_batch(windows: Sequence[Window], pad_id: int) -> Batch:
-    """Right-pad windows to the longest of them."""
-    longest = max(len(w.input_ids) for w in windows)
+def padded_length(length: int, multiple: int = 1) -> int:
+    """``length`` rounded up to a multiple of ``multiple``."""
+    return -(-length // multiple) * multiple
+
+
+def pad_batch(windows: Sequence[Window], pad_id: int, multiple: int = 1) -> Batch:
+    """Right-pad windows to the longest of them, rounded up to a multiple of ``multiple`` tokens."""
+    longest = padded_length(max(len(w.input_ids) for w in windows), multiple)
     ids = np.full((len(windows), longest), pad_id, dtype=np.int64)
     types = np.zeros((len(windows), longest), dtype=np.int64)
     mask = np.zeros((len(windows), longest), dtype=np.int64)
@@ -219,7 +330,7 @@ def run_windows(
     *,
     batch_size: int,
     pad_id: int,
-    max_padding_share: float = MAX_PADDING_SHARE,
+    max_padding_share: float | None = None,
 ) -> list[WindowLogits]:
     """Start/end logits of every window, in the order given, through any backend.
 
@@ -228,16 +339,20 @@ def run_windows(
         windows: the windows.
         batch_size: the most windows per forward pass.
         pad_id: the tokenizer's pad token id.
-        max_padding_share: see ``plan_batches`` (1.0: pad every batch to its longest, as before).
+        max_padding_share: see ``plan_batches`` (1.0: pad every batch to its longest); None: the
+            runtime's own ``max_padding_share``, else ``MAX_PADDING_SHARE``.
 
     Returns:
         One WindowLogits per window (padding cut off), aligned with ``windows``.
     """
     lengths = [len(w.input_ids) for w in windows]
+    multiple = getattr(runtime, "length_multiple", 1)
+    if max_padding_share is None:
+        max_padding_share = getattr(runtime, "max_padding_share", MAX_PADDING_SHARE)
     results: list[WindowLogits | None] = [None] * len(windows)
     for indices in plan_batches(lengths, batch_size, max_padding_share):
-        starts, ends = runtime.logits(pad_batch([windows[i] for i in indices], pad_id))
-        _check_shape(starts, ends, len(indices), lengths[indices[0]])
+        starts, ends = runtime.logits(pad_batch([windows[i] for i in indices], pad_id, multiple))
+        _check_shape(starts, ends, len(indices), padded_length(lengths[indices[0]], multiple))
         for row, index in enumerate(indices):
             window, n = windows[index], lengths[index]
             results[index] = WindowLogits(starts[row, :n], ends[row, :n], window.offsets, window.cls_index)

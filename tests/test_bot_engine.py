@@ -14,6 +14,7 @@ from bot.engine import AnswerEngine, EngineConfig, encoder_backend
 from bot.errors import ModelDirError
 from bot.fusion import Scoring
 from bot.quoting import quote_around
+from finetune import runtime
 from finetune.postprocess import softmax_with_null
 from retrieval import build_index, load_index
 from tests.bot_fakes import (
@@ -313,7 +314,10 @@ def test_the_engine_reports_its_readers_backend_and_the_encoder_follows_it(tmp_p
     engine.warm_up()
     assert engine.backend == "fake"
     assert encoder_backend("torch") == "torch"
-    assert encoder_backend("auto") == encoder_backend("onnx-int8") == encoder_backend("onnx") == "auto"
+    assert encoder_backend("onnx-int8") == encoder_backend("onnx") == "auto"
+    assert encoder_backend("openvino") == "openvino"
+    served = runtime.auto_cpu_backend().name
+    assert encoder_backend("auto") == ("openvino" if served == "openvino" else "auto")
     settings = make_settings(tmp_path, reader_backend="onnx", retrieval_mode="hybrid")
     assert EngineConfig.from_settings(settings).reader_backend == "onnx"
 

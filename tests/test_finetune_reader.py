@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from finetune import inference
+from finetune import inference, runtime
 from finetune.errors import ReaderConfigError
 from finetune.models import ModelNotFoundError
 from finetune.reader import ModelLoadError, Reader, ReaderNotReadyError
@@ -111,7 +111,7 @@ def test_bf16_autocast_is_chosen_only_when_the_cpu_supports_it(monkeypatch: pyte
 def test_cpu_bf16_detection_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     cpuinfo = tmp_path / "cpuinfo"
-    monkeypatch.setattr(inference, "_CPUINFO", cpuinfo)
+    monkeypatch.setattr(runtime, "_CPUINFO", cpuinfo)
     for flags, expected in (
         ("fpu sse avx2", False),
         ("fpu avx512f avx512_bf16", True),
@@ -119,8 +119,11 @@ def test_cpu_bf16_detection_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp
     ):
         cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
         inference.cpu_supports_bf16.cache_clear()
+        runtime.cpu_flags.cache_clear()
         assert inference.cpu_supports_bf16() is expected
+        assert runtime.cpu_has_amx() is flags.startswith("amx")
     inference.cpu_supports_bf16.cache_clear()
+    runtime.cpu_flags.cache_clear()
 
 
 def test_num_threads_is_applied_at_warm_up(model_dir: Path) -> None:

@@ -194,8 +194,8 @@ def test_the_dense_query_is_the_spelled_out_question(tmp_path: Path) -> None:
     assert seen == ["is a t1d pump safe (type 1 diabetes)"]
 
 
-@pytest.mark.parametrize("backend", ["onnx", "auto"])
-def test_the_onnx_query_encoder_gives_the_torch_encoders_vectors(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("backend", ["onnx", "auto", "openvino"])
+def test_the_exported_query_encoder_gives_the_torch_encoders_vectors(tmp_path: Path, backend: str) -> None:
     from retrieval import SentenceEncoder  # noqa: PLC0415
     from tests.finetune_fixtures import make_model_dir  # noqa: PLC0415 - a tiny BERT, no download
 
@@ -203,7 +203,8 @@ def test_the_onnx_query_encoder_gives_the_torch_encoders_vectors(tmp_path: Path,
     texts = ["what is insulin", "the a1c test measures average blood sugar over three months", "feet"]
     reference = SentenceEncoder(model, num_threads=1, backend="torch")
     fast = SentenceEncoder(model, num_threads=1, backend=backend)
-    assert fast.backend == "onnx" and fast.model_id == reference.model_id  # the same index vectors
+    assert fast.backend == ("openvino" if backend == "openvino" else "onnx")
+    assert fast.model_id == reference.model_id  # the same index vectors
     got = fast.encode(texts)
     assert got.shape == (3, 32) and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     assert np.allclose(got, reference.encode(texts), atol=1e-5)
