@@ -42,8 +42,6 @@ OPENVINO = "openvino"
 AUTO = "auto"
 BACKENDS = (AUTO, TORCH, ONNX, ONNX_INT8, OPENVINO)
 ONNX_BACKENDS = (ONNX, ONNX_INT8)
-# The backends that run an ONNX export (OpenVINO compiles the fp32 one).
-EXPORT_BACKENDS = (ONNX, ONNX_INT8, OPENVINO)
 # What ``auto`` serves on a CPU, chosen by measurement on the shipped (stage-5) reader, 2-core AVX2 CPU
 # without bf16 or VNNI (README, "Benchmarks"). bench/bench_answer_latency.py (k=8, 100 dev questions,
 # interleaved, two threads, load 1.5): p50 int8 267 ms, fp32 ONNX 354 ms, torch 436 ms (0.61x /
