@@ -33,6 +33,7 @@ from finetune.runtime import (
     OnnxRuntime,
     OpenVinoRuntime,
     Runtime,
+    first_pass,
     openvino_precision,
     resolve_backend,
     run_windows,
@@ -190,6 +191,9 @@ class Reader:
                 if self.approximate and self.exact_rereads:
                     self._exact_runtime = self._exact_onnx_runtime()
                     detail += ", fp32 export for exact re-reads"
+            for fresh in (runtime, self._exact_runtime):
+                if fresh is not None:
+                    first_pass(fresh, tokenizer.pad_token_id or 0)
             self._tokenizer = tokenizer
             self._runtime = runtime
             logger.info(

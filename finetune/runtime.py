@@ -268,6 +268,15 @@ def openvino_precision() -> str:
     return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
 
+def first_pass(runtime: Runtime, pad_id: int = 0) -> None:
+    """One tiny batch through a fresh runtime, so that its one-time set-up (memory pools, kernels) runs
+    at start-up instead of on the first member's question. Measured on the AMX Xeon, OpenVINO: the
+    first question took 120 ms (reading 80) without it, 57 ms with it; the pass itself 91 ms at start-up
+    (with the f32 re-read runtime and the query encoder's)."""
+    ids = np.full((1, 16), pad_id, dtype=np.int64)
+    runtime.logits(Batch(ids, np.zeros_like(ids), np.ones_like(ids)))
+
+
 def plan_batches(
     lengths: Sequence[int], batch_size: int, max_padding_share: float = MAX_PADDING_SHARE
 ) -> list[list[int]]:

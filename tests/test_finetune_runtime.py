@@ -226,6 +226,26 @@ def test_openvino_reads_the_fp32_export_and_rereads_it_exactly_in_f32(
     assert not _reader(model_dir, "openvino", export_dir=exports).approximate
 
 
+def test_warm_up_runs_a_first_pass_through_every_runtime_it_loads(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtimes' one-time set-up happens at start-up, not on a member's first question."""
+    from finetune import reader as reader_module  # noqa: PLC0415
+
+    passed: list[str] = []
+    real = reader_module.first_pass
+    def recorded(fresh: runtime.Runtime, pad_id: int = 0) -> None:
+        passed.append(fresh.name)
+        real(fresh, pad_id)
+
+    monkeypatch.setattr(reader_module, "first_pass", recorded)
+    _reader(model_dir, "onnx-int8", export_dir=tmp_path / "exports", exact_rereads=True)
+    assert passed == ["onnx-int8", "onnx"]  # the int8 session and the fp32 one of its exact re-reads
+    passed.clear()
+    _reader(model_dir, "torch")
+    assert passed == ["torch"]
+
+
 def test_openvino_precision_sets_the_length_alignment(model_dir: Path, tmp_path: Path) -> None:
     reader = _reader(model_dir, "openvino", export_dir=tmp_path / "exports")
     bf16 = reader._runtime.precision != "f32"

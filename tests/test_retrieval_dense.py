@@ -210,6 +210,20 @@ def test_the_exported_query_encoder_gives_the_torch_encoders_vectors(tmp_path: P
     assert np.allclose(got, reference.encode(texts), atol=1e-5)
 
 
+def test_the_encoder_makes_its_first_pass_at_warm_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval import SentenceEncoder  # noqa: PLC0415
+    from tests.finetune_fixtures import make_model_dir  # noqa: PLC0415
+
+    encoder = SentenceEncoder(make_model_dir(tmp_path / "tiny"), num_threads=1, backend="onnx")
+    embedded: list[list[str]] = []
+    real = encoder._embed
+    monkeypatch.setattr(encoder, "_embed", lambda texts: embedded.append(texts) or real(texts))
+    encoder.warm_up()
+    assert embedded == [["warm up"]]  # before any member's question
+    encoder.encode(["what is insulin"])
+    assert embedded[1:] == [["what is insulin"]]
+
+
 def test_a_bad_encoder_backend_is_named(tmp_path: Path) -> None:
     from retrieval import EncoderError, SentenceEncoder  # noqa: PLC0415
 
