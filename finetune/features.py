@@ -248,3 +248,107 @@ def count_multi_window(
     for begin, encoded in _encoded_batches(tokenizer, questions, contexts, settings):
         np.add.at(counts, begin + np.asarray(encoded["overflow_to_sample_mapping"]), 1)
     return int((counts > 1).sum())
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """A text's tokens without special tokens: ids and character offsets."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+
+
+class ContextTokens:
+    """The windows of one question over several contexts, from contexts tokenized once.
+
+    The bot reads the same few hundred passages for every question, so tokenizing each (question,
+    passage) pair again is wasted work (a third of a question's tokenizing time). This keeps each
+    context's tokens and assembles the window ``[CLS] question [SEP] context [SEP]`` in numpy
+    wherever the pair fits in one window (791 of the 827 bundled passages). A longer context, and any
+    tokenizer whose pair template is not that one (checked once, on a probe pair), take
+    ``prepare_eval_features``: the tokenizer's own overflow logic. The windows are the same either way
+    (``tests/test_finetune_features.py`` compares them).
+
+    Not thread-safe: the Reader calls it under its tokenizer lock.
+
+    Args:
+        tokenizer: a fast (Rust) Hugging Face tokenizer.
+        settings: window length and stride.
+        capacity: contexts kept (the oldest are forgotten first).
+    """
+
+    def __init__(self, tokenizer: Any, settings: WindowSettings, capacity: int = 4096):
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.capacity = capacity
+        self._contexts: dict[str, _Tokens] = {}
+        self._specials = (tokenizer.cls_token_id, tokenizer.sep_token_id)
+        self.assembles = None not in self._specials and self._assembled_like_the_tokenizer()
+
+    def windows(self, question: str, contexts: Sequence[str]) -> list[Window]:
+        """The windows of ``question`` (already fitted, see ``fit_questions``) over ``contexts``, in
+        context order (``Window.example_index`` names the context), as ``prepare_eval_features``."""
+        if not self.assembles:
+            return prepare_eval_features(
+                self.tokenizer, [question] * len(contexts), list(contexts), self.settings
+            )
+        asked = self._tokens(question, remember=False)
+        room = self.settings.max_seq_length - 3 - len(asked.ids)  # [CLS] question [SEP] context [SEP]
+        windows: list[Window | None] = []
+        longer: list[int] = []
+        for index, context in enumerate(contexts):
+            tokens = self._tokens(context)
+            if len(tokens.ids) <= room:
+                windows.append(self._assemble(index, asked, tokens))
+            else:
+                windows.append(None)
+                longer.append(index)
+        if not longer:
+            return windows  # type: ignore[return-value]  # every slot is filled
+        cut = prepare_eval_features(
+            self.tokenizer, [question] * len(longer), [contexts[i] for i in longer], self.settings
+        )
+        by_context: dict[int, list[Window]] = {}
+        for window in cut:
+            original = longer[window.example_index]
+            by_context.setdefault(original, []).append(
+                Window(original, window.input_ids, window.token_type_ids, window.offsets, window.cls_index)
+            )
+        return [w for index, one in enumerate(windows)
+                for w in ([one] if one is not None else by_context[index])]  # fmt: skip
+
+    def _tokens(self, text: str, *, remember: bool = True) -> _Tokens:
+        known = self._contexts.get(text)
+        if known is not None:
+            return known
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        tokens = _Tokens(
+            np.asarray(encoded["input_ids"], dtype=np.int32),
+            np.asarray(encoded["offset_mapping"], dtype=np.int32).reshape(-1, 2),
+        )
+        if remember:
+            if len(self._contexts) >= self.capacity:
+                del self._contexts[next(iter(self._contexts))]  # dicts keep insertion order: the oldest
+            self._contexts[text] = tokens
+        return tokens
+
+    def _assemble(self, index: int, question: _Tokens, context: _Tokens) -> Window:
+        cls, sep = self._specials
+        n_question, n_context = len(question.ids), len(context.ids)
+        ids = np.concatenate(([cls], question.ids, [sep], context.ids, [sep])).astype(np.int32)
+        types = np.zeros(len(ids), dtype=np.int8)
+        types[n_question + 2 :] = 1
+        offsets = np.full((len(ids), 2), NO_OFFSET, dtype=np.int32)
+        offsets[n_question + 2 : n_question + 2 + n_context] = context.offsets
+        return Window(index, ids, types, offsets, 0)
+
+    def _assembled_like_the_tokenizer(self) -> bool:
+        """True when this tokenizer's windows of a probe pair are the assembled ones."""
+        question, context = "What is insulin?", "Insulin is a hormone made by the pancreas."
+        (expected,) = prepare_eval_features(self.tokenizer, [question], [context], self.settings)
+        asked, tokens = self._tokens(question, remember=False), self._tokens(context, remember=False)
+        got = self._assemble(0, asked, tokens)
+        return all(
+            np.array_equal(getattr(got, name), getattr(expected, name))
+            for name in ("input_ids", "token_type_ids", "offsets")
+        ) and got.cls_index == expected.cls_index

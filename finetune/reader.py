@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from finetune.errors import ConfigError
-from finetune.features import Window, fit_questions, prepare_eval_features
+from finetune.features import ContextTokens, Window, fit_questions
 from finetune.inference import TorchRuntime, autocast_dtype, pick_device
 from finetune.models import ModelLoadError, ModelNotFoundError, broken_model_error, one_line
 from finetune.postprocess import WindowLogits, decode_question
@@ -128,6 +128,7 @@ class Reader:
         self._exact_runtime: Runtime | None = None  # an approximate reader's exact runtime (see approximate)
         self._model: Any = None
         self._tokenizer: Any = None
+        self._contexts: ContextTokens | None = None  # the passages' tokens, kept across questions
         # Questions too long for a window, read by their first tokens (see features.fit_questions).
         self.questions_cut = 0
         self._lock = threading.Lock()
@@ -195,6 +196,7 @@ class Reader:
                 if fresh is not None:
                     first_pass(fresh, tokenizer.pad_token_id or 0)
             self._tokenizer = tokenizer
+            self._contexts = ContextTokens(tokenizer, self.windows)
             self._runtime = runtime
             logger.info(
                 "reader %s loaded on %s: backend %s (%s; %s)",
@@ -250,9 +252,7 @@ class Reader:
         with self._tokenizer_lock:
             (question,), cut = fit_questions(self._tokenizer, [question], self.windows)
             self.questions_cut += cut
-            windows = prepare_eval_features(
-                self._tokenizer, [question] * len(contexts), list(contexts), self.windows
-            )
+            windows = self._contexts.windows(question, contexts)
         logits = self.forward(windows, exact=exact)
         grouped: list[list[WindowLogits]] = [[] for _ in contexts]
         for window, window_logits in zip(windows, logits, strict=True):

@@ -7,6 +7,7 @@ import pytest
 
 from finetune.features import (
     NO_OFFSET,
+    ContextTokens,
     WindowSettings,
     count_multi_window,
     fit_questions,
@@ -158,3 +159,56 @@ def test_questions_that_fit_are_left_as_they_are() -> None:
     assert fit_questions(tokenizer, questions, SMALL_WINDOWS) == (
         ["What is insulin?", "How often should feet be checked?"], 0
     )
+
+
+# --- windows assembled from cached context tokens -----------------------------------------------
+
+
+def _same_windows(got: list, expected: list) -> None:
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert a.example_index == b.example_index and a.cls_index == b.cls_index
+        for name in ("input_ids", "token_type_ids", "offsets"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+            assert getattr(a, name).dtype == getattr(b, name).dtype, name
+
+
+@pytest.mark.parametrize(
+    ("settings", "cut"), [(SMALL_WINDOWS, True), (WindowSettings(max_seq_length=64, doc_stride=16), False)]
+)
+def test_context_tokens_give_the_tokenizers_own_windows(settings: WindowSettings, cut: bool) -> None:
+    """Assembled (pairs that fit one window) or cut by the tokenizer (longer contexts), in context order,
+    on first sight and from the cache."""
+    tokenizer = make_tokenizer()
+    contexts = [CONTEXT_INSULIN, LONG_CONTEXT, CONTEXT_FOOT, CONTEXT_A1C, LONG_CONTEXT]
+    cache = ContextTokens(tokenizer, settings)
+    assert cache.assembles
+    for question in ("What is insulin?", "what does the a1c test measure over three months?"):
+        (fitted,), _ = fit_questions(tokenizer, [question], settings)
+        expected = prepare_eval_features(tokenizer, [fitted] * len(contexts), contexts, settings)
+        _same_windows(cache.windows(fitted, contexts), expected)
+        _same_windows(cache.windows(fitted, contexts), expected)  # again, from the kept tokens
+    # At 24 tokens the long context is cut by the tokenizer; at 64 it fits and is assembled.
+    assert (len([w for w in expected if w.example_index == 1]) > 1) is cut
+
+
+def test_a_tokenizer_with_another_pair_template_is_never_assembled() -> None:
+    from tokenizers.processors import TemplateProcessing  # noqa: PLC0415
+
+    tokenizer = make_tokenizer()
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    tokenizer._tokenizer.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )  # fmt: skip
+    cache = ContextTokens(tokenizer, SMALL_WINDOWS)
+    assert not cache.assembles
+    contexts = [CONTEXT_INSULIN, CONTEXT_FOOT]
+    expected = prepare_eval_features(tokenizer, ["What is insulin?"] * 2, contexts, SMALL_WINDOWS)
+    _same_windows(cache.windows("What is insulin?", contexts), expected)
+
+
+def test_context_tokens_forget_the_oldest_context_beyond_capacity() -> None:
+    cache = ContextTokens(make_tokenizer(), SMALL_WINDOWS, capacity=2)
+    cache.windows("What is insulin?", [CONTEXT_INSULIN, CONTEXT_FOOT, CONTEXT_A1C])
+    assert list(cache._contexts) == [CONTEXT_FOOT, CONTEXT_A1C]
