@@ -94,17 +94,11 @@ class TorchRuntime:
         self.model = model
         self.dtype = dtype
         self.device = next(model.parameters()).device
-        self._accepts_types = "token_type_ids" in inspect.signature(model.forward).parameters
+        self._inputs = frozenset(inspect.signature(model.forward).parameters)
 
     @torch.inference_mode()
     def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        inputs = {
-            "input_ids": batch.input_ids,
-            "token_type_ids": batch.token_type_ids,
-            "attention_mask": batch.attention_mask,
-        }
-        if not self._accepts_types:
-            inputs.pop("token_type_ids")
+        inputs = batch.feeds(self._inputs)
         tensors = {name: torch.from_numpy(array).to(self.device) for name, array in inputs.items()}
         with autocast_context(self.device, self.dtype):
             output = self.model(**tensors)

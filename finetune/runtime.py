@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -94,6 +94,15 @@ class Batch:
     input_ids: np.ndarray
     token_type_ids: np.ndarray
     attention_mask: np.ndarray
+
+    def feeds(self, names: Collection[str]) -> dict[str, np.ndarray]:
+        """The inputs an exported graph takes, by name (a graph without ``token_type_ids`` has none)."""
+        inputs = {
+            "input_ids": self.input_ids,
+            "token_type_ids": self.token_type_ids,
+            "attention_mask": self.attention_mask,
+        }
+        return {name: array for name, array in inputs.items() if name in names}
 
 
 class Runtime(Protocol):
@@ -210,13 +219,7 @@ class OnnxRuntime:
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        feeds = {
-            "input_ids": batch.input_ids,
-            "token_type_ids": batch.token_type_ids,
-            "attention_mask": batch.attention_mask,
-        }
-        start, end = self.session.run(["start_logits", "end_logits"], {k: v for k, v in feeds.items()
-                                                                       if k in self._inputs})  # fmt: skip
+        start, end = self.session.run(["start_logits", "end_logits"], batch.feeds(self._inputs))
         return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
 
 
@@ -249,12 +252,7 @@ class OpenVinoRuntime:
         self._inputs = {port.get_any_name() for port in self._compiled.inputs}
 
     def logits(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        feeds = {
-            "input_ids": batch.input_ids,
-            "token_type_ids": batch.token_type_ids,
-            "attention_mask": batch.attention_mask,
-        }
-        outputs = self._request.infer({k: v for k, v in feeds.items() if k in self._inputs})
+        outputs = self._request.infer(batch.feeds(self._inputs))
         # Copies: the request reuses its output buffers on the next call.
         return (np.array(outputs["start_logits"], dtype=np.float32),
                 np.array(outputs["end_logits"], dtype=np.float32))  # fmt: skip
