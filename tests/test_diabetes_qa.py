@@ -60,14 +60,21 @@ def _build_module():  # noqa: ANN202 - the data folder's build script, loaded as
     return module
 
 
-def test_later_questions_are_trained_on_without_the_held_apart_facts(tmp_path: Path) -> None:
-    """Stage 6 trains on ``later/`` as ``build.py untaught`` gives it: no test or calibration question,
-    nor its answer in the same paragraph, reaches training."""
-    out = tmp_path / "later.json"
-    _build_module().untaught("later", out)
-    later = json.loads(out.read_text(encoding="utf-8"))["data"]
+def _untaught(folder: str, tmp_path: Path) -> list[dict]:
+    out = tmp_path / f"{folder}.json"
+    _build_module().untaught(folder, out)
+    return json.loads(out.read_text(encoding="utf-8"))["data"]
+
+
+@pytest.mark.parametrize(("folder", "at_least"), [("later", 500), ("later2", 800)])
+def test_later_questions_are_trained_on_without_the_held_apart_facts(
+    folder: str, at_least: int, tmp_path: Path
+) -> None:
+    """Stages 6 and 7 train on ``later/`` and ``later2/`` as ``build.py untaught`` gives them: no test or
+    calibration question, nor its answer in the same paragraph, reaches training."""
+    later = _untaught(folder, tmp_path)
     taught = {qa["id"]: qa for a in later for p in a["paragraphs"] for qa in p["qas"]}
-    assert len(taught) >= 500
+    assert len(taught) >= at_least
     built = {**questions("train.json"), **questions("dev.json"), **questions("test.json"),
              **questions("calib.json")}  # fmt: skip
     assert not set(taught) & set(built)
@@ -89,3 +96,14 @@ def test_later_questions_are_trained_on_without_the_held_apart_facts(tmp_path: P
                 for a in qa["answers"]:
                     start, end = a["answer_start"], a["answer_start"] + len(a["text"])
                     assert not [s for c, s, e in held_spans if c == p["context"] and s < end and start < e]
+
+
+def test_each_later_batch_asks_its_own_questions(tmp_path: Path) -> None:
+    """Stage 7 continues from stage 6: a batch-9 question (``later2/``) is no batch-8 one again."""
+    batches = [
+        {qa["id"]: qa["question"].lower() for a in _untaught(folder, tmp_path)
+         for p in a["paragraphs"] for qa in p["qas"]}
+        for folder in ("later", "later2")
+    ]  # fmt: skip
+    assert not set(batches[0]) & set(batches[1])
+    assert not set(batches[0].values()) & set(batches[1].values())

@@ -1,5 +1,6 @@
 """scripts/make_reader.sh, with its commands echoed instead of run: the stages it resumes from are skipped,
-and stage 6 trains on the batch-8 questions as ``build.py untaught`` gives them."""
+stage 6 trains on the batch-8 questions as ``build.py untaught`` gives them, and stage 7 (batch 9) runs
+only when asked for."""
 
 from __future__ import annotations
 
@@ -34,3 +35,29 @@ def test_stage_6_trains_from_stage_5_on_the_untaught_questions(tmp_path: Path) -
     twins = [line for line in done.stdout.splitlines() if line.startswith("make_neg docs")]
     assert len(twins) == 1 and "--sample 250" in twins[0]  # only stage 6 made twins
     assert not (tmp_path / "stage1.json").exists()  # stages 1-5 were not run again
+
+
+def test_stage_7_is_opt_in_and_trains_from_stage_6_on_batch_9(tmp_path: Path) -> None:
+    for stage in ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "metrics.json").write_text("{}")
+    (tmp_path / "stage7").mkdir()
+    for made in ("squad-dev.json", "squad-mix.json", "stage5-squad.json"):
+        (tmp_path / made).write_text("{}")
+    env = {**os.environ, "FINETUNE": "echo finetune", "MAKE_NEG": "echo make_neg", "WORK": str(tmp_path),
+           "OUTPUT": str(tmp_path / "out"), "STAGE7_EPOCHS": "1"}  # fmt: skip
+    script = ["bash", "scripts/make_reader.sh"]
+    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    train = (tmp_path / "stage7.json").read_text().split()
+    assert train[train.index("--base-model") + 1] == str(tmp_path / "stage6")
+    assert train[train.index("--data") + 1] == str(tmp_path / "stage7-diabetes.json")
+    taught = json.loads((tmp_path / "stage7-diabetes.json").read_text())["data"]
+    assert sum(len(p["qas"]) for a in taught for p in a["paragraphs"]) >= 800
+    squad_twins = [line for line in done.stdout.splitlines() if line.startswith("make_neg squad")]
+    assert len(squad_twins) == 1 and "--seed 16" in squad_twins[0]  # only stage 7 ran: SEED + 3
+    del env["STAGE7_EPOCHS"]  # the default: the shipped recipe stops at stage 6
+    (tmp_path / "stage7.json").unlink()
+    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "stage7.json").exists()

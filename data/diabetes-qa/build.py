@@ -24,12 +24,15 @@ Never copy these records into ``src/``.
 ``later/*.jsonl`` holds questions about the train documents written after those two sets (batch 8, for
 the reader's stage 6); they are not built into ``train.json`` (stages 2-5 trained on it as it is), but
 given by ``untaught`` to the stage that trains on them, without the questions whose answer is a test or
-calibration question's answer in the same paragraph text.
+calibration question's answer in the same paragraph text. ``later2/*.jsonl`` (batch 9, for the opt-in
+stage 7) was written around those answers (each writer saw them and the questions already asked, per
+paragraph), so ``untaught`` leaves none of it out.
 
 Usage:
     python data/diabetes-qa/build.py paragraphs            # data/diabetes-qa/paragraphs.jsonl
     python data/diabetes-qa/build.py build                 # train, dev, test and calib .json
     python data/diabetes-qa/build.py untaught later OUT.json   # later/*.jsonl, held-apart facts left out
+    python data/diabetes-qa/build.py untaught later2 OUT.json  # the same for later2/*.jsonl (batch 9)
 """
 
 from __future__ import annotations
