@@ -169,13 +169,18 @@ fi
 # as many twins as questions (766 + 919), after which the reader said "an answer is here" less often where
 # it read the gold passage; and stage 5's whole data again with batch 8 (16 minutes, no better).
 STAGE6_EPOCHS=${STAGE6_EPOCHS:-1}     # 0 skips stage 6
-if [ "$STAGE6_EPOCHS" != 0 ]; then
-  base6="$final"
-  final="$WORK/stage6"
-  if [ ! -s "$WORK/stage6/metrics.json" ]; then
-    python3 data/diabetes-qa/build.py untaught later "$WORK/stage6-diabetes.json"
-    member_stage stage6 "$base6" "$WORK/stage6-diabetes.json" 250 330 $((SEED + 2)) "$STAGE6_EPOCHS"
+# One later batch's stage (6 and 7): its questions as `build.py untaught` gives them, 250 twins, 330 SQuAD
+# twins, from the previous stage. Usage: later_stage NAME FOLDER SQUAD_TWINS_SEED EPOCHS
+later_stage() {
+  local name=$1 folder=$2 squad_seed=$3 epochs=$4 base="$final"
+  final="$WORK/$name"
+  if [ ! -s "$WORK/$name/metrics.json" ]; then
+    python3 data/diabetes-qa/build.py untaught "$folder" "$WORK/$name-diabetes.json"
+    member_stage "$name" "$base" "$WORK/$name-diabetes.json" 250 330 "$squad_seed" "$epochs"
   fi
+}
+if [ "$STAGE6_EPOCHS" != 0 ]; then
+  later_stage stage6 later $((SEED + 2)) "$STAGE6_EPOCHS"
 fi
 
 # Stage 7, opt-in (STAGE7_EPOCHS=1): a further batch of members' own questions (data/diabetes-qa/later2/:
@@ -187,12 +192,7 @@ fi
 # test 20.9% against 23.3%), nor with training seed 14, 450 twins, or averaged with stage 6's weights.
 STAGE7_EPOCHS=${STAGE7_EPOCHS:-0}     # 0 (the default) skips stage 7
 if [ "$STAGE7_EPOCHS" != 0 ]; then
-  base7="$final"
-  final="$WORK/stage7"
-  if [ ! -s "$WORK/stage7/metrics.json" ]; then
-    python3 data/diabetes-qa/build.py untaught later2 "$WORK/stage7-diabetes.json"
-    member_stage stage7 "$base7" "$WORK/stage7-diabetes.json" 250 330 $((SEED + 3)) "$STAGE7_EPOCHS"
-  fi
+  later_stage stage7 later2 $((SEED + 3)) "$STAGE7_EPOCHS"
 fi
 
 for dev in "$DIABETES_DEV" "$SQUAD_DEV"; do
