@@ -186,10 +186,11 @@ fi
 # Stage 7, opt-in (STAGE7_EPOCHS=1): a further batch of members' own questions (data/diabetes-qa/later2/:
 # batch 9, 895 member-style ones on the 87 train documents, written around the test and calibration
 # answers, so none is left out), at stage 6's settings from stage 6, with its own twins and SQuAD twins
-# (seed SEED + 3). ~6 minutes on the 2-core CPU. Measured and not shipped (models/reader/README.md): diabetes
-# dev F1 57.8 against stage 6's 52.6, but end to end no better (bench/tune_engine.py out of fold 22.1% of
-# the 880 dev and calibration questions answered right at 80% precision, 5 passages, against 25.9%; member
-# test 20.9% against 23.3%), nor with training seed 14, 450 twins, or averaged with stage 6's weights.
+# (seed SEED + 3). ~6 minutes on the 2-core CPU. Measured and not shipped (models/reader/README.md):
+# diabetes dev F1 57.1 against stage 6's 51.8 (int8, null_threshold 0), but end to end no better
+# (bench/tune_engine.py: 22.1% of the 880 dev and calibration questions answered right out of fold at 80%
+# precision, 5 passages, against 25.9%; member test 20.9% against 23.3%), nor with training seed 14,
+# 450 twins, or averaged with stage 6's weights.
 STAGE7_EPOCHS=${STAGE7_EPOCHS:-0}     # 0 (the default) skips stage 7
 if [ "$STAGE7_EPOCHS" != 0 ]; then
   later_stage stage7 later2 $((SEED + 3)) "$STAGE7_EPOCHS"
