@@ -30,6 +30,7 @@ from pathlib import Path
 from bot.calibration import DEFAULT_CALIBRATION_DATA, DEFAULT_TARGET_PRECISION
 from bot.config import SHIPPED_MODEL_DIR
 from bot.tuning import Observed, read_all, tune
+from finetune.atomic import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "data" / "docs"
@@ -99,13 +100,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"{args.evidence} holds the readings of other questions than {names}: delete it")
         observed, read_seconds, _ = cached
     else:
-        if args.evidence is not None:  # its folder exists before minutes of reading, not after
-            args.evidence.parent.mkdir(parents=True, exist_ok=True)
         observed, read_seconds = read_all(args.model, args.index, args.data, DOCS, args.limit)
-        if args.evidence is not None:  # whole or not at all: a cut-off cache would be read next time
-            partial = args.evidence.with_name(f".{args.evidence.name}.tmp")
-            partial.write_bytes(pickle.dumps((observed, read_seconds, names)))
-            partial.replace(args.evidence)
+        if args.evidence is not None:  # whole or not at all (a cut-off cache would be read next time), its
+            # folder made when missing: a bare write_bytes lost minutes of readings to a missing folder
+            write_bytes_atomic(args.evidence, pickle.dumps((observed, read_seconds, names)))
     fitted_on = f"{names} ({len(observed)} questions, 5-fold by document)"
     calibration, report = tune(observed, args.target_precision, read_seconds, fitted_on)
     if args.write_calibration:
