@@ -12,18 +12,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_stage_6_trains_from_stage_5_on_the_untaught_questions(tmp_path: Path) -> None:
-    for stage in ("stage1", "stage2", "stage3", "stage4", "stage5"):  # finished stages are kept
-        (tmp_path / stage).mkdir()
-        (tmp_path / stage / "metrics.json").write_text("{}")
-    (tmp_path / "stage6").mkdir()  # what the echoed `finetune train` would have written
+def run_resumed(work: Path, finished: int, **env: str) -> subprocess.CompletedProcess:
+    """``make_reader.sh`` with its commands echoed, in ``work`` where stages 1..``finished`` are done and
+    the next stage's folder is there (what the echoed ``finetune train`` would have written)."""
+    for n in range(1, finished + 1):  # finished stages are kept
+        (work / f"stage{n}").mkdir(exist_ok=True)
+        (work / f"stage{n}" / "metrics.json").write_text("{}")
+    (work / f"stage{finished + 1}").mkdir(exist_ok=True)
     for made in ("squad-dev.json", "squad-mix.json", "stage5-squad.json"):
-        (tmp_path / made).write_text("{}")
-    env = {**os.environ, "FINETUNE": "echo finetune", "MAKE_NEG": "echo make_neg", "WORK": str(tmp_path),
-           "OUTPUT": str(tmp_path / "out")}  # fmt: skip
-    script = ["bash", "scripts/make_reader.sh"]
-    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        (work / made).write_text("{}")
+    env = {**os.environ, "FINETUNE": "echo finetune", "MAKE_NEG": "echo make_neg", "WORK": str(work),
+           "OUTPUT": str(work / "out"), **env}  # fmt: skip
+    done = subprocess.run(
+        ["bash", "scripts/make_reader.sh"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_stage_6_trains_from_stage_5_on_the_untaught_questions(tmp_path: Path) -> None:
+    done = run_resumed(tmp_path, finished=5)
     train = (tmp_path / "stage6.json").read_text().split()
     assert train[:2] == ["finetune", "train"]
     data = [train[i + 1] for i, word in enumerate(train) if word == "--data"]
@@ -38,17 +46,7 @@ def test_stage_6_trains_from_stage_5_on_the_untaught_questions(tmp_path: Path) -
 
 
 def test_stage_7_is_opt_in_and_trains_from_stage_6_on_batch_9(tmp_path: Path) -> None:
-    for stage in ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6"):
-        (tmp_path / stage).mkdir()
-        (tmp_path / stage / "metrics.json").write_text("{}")
-    (tmp_path / "stage7").mkdir()
-    for made in ("squad-dev.json", "squad-mix.json", "stage5-squad.json"):
-        (tmp_path / made).write_text("{}")
-    env = {**os.environ, "FINETUNE": "echo finetune", "MAKE_NEG": "echo make_neg", "WORK": str(tmp_path),
-           "OUTPUT": str(tmp_path / "out"), "STAGE7_EPOCHS": "1"}  # fmt: skip
-    script = ["bash", "scripts/make_reader.sh"]
-    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_resumed(tmp_path, finished=6, STAGE7_EPOCHS="1")
     train = (tmp_path / "stage7.json").read_text().split()
     assert train[train.index("--base-model") + 1] == str(tmp_path / "stage6")
     assert train[train.index("--data") + 1] == str(tmp_path / "stage7-diabetes.json")
@@ -56,8 +54,6 @@ def test_stage_7_is_opt_in_and_trains_from_stage_6_on_batch_9(tmp_path: Path) ->
     assert sum(len(p["qas"]) for a in taught for p in a["paragraphs"]) >= 800
     squad_twins = [line for line in done.stdout.splitlines() if line.startswith("make_neg squad")]
     assert len(squad_twins) == 1 and "--seed 16" in squad_twins[0]  # only stage 7 ran: SEED + 3
-    del env["STAGE7_EPOCHS"]  # the default: the shipped recipe stops at stage 6
     (tmp_path / "stage7.json").unlink()
-    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    run_resumed(tmp_path, finished=6)  # the default: the shipped recipe stops at stage 6
     assert not (tmp_path / "stage7.json").exists()
